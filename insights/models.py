@@ -1,0 +1,165 @@
+"""Customer data (imports and events) and assumption runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from planning.models import Assumption, AssumptionStatus, Plan
+
+
+def import_upload_path(instance: Import, filename: str) -> str:
+    return f"imports/{instance.plan.slug}/{filename}"
+
+
+class Import(models.Model):
+    """One uploaded file of events. The file is kept, whatever happens to its rows."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to start"
+        RUNNING = "running", "Importing"
+        SUCCEEDED = "succeeded", "Imported"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Failed, can be retried"
+
+    class Mode(models.TextChoices):
+        ALL_OR_NOTHING = "all_or_nothing", "All or nothing"
+        SKIP_INVALID = "skip_invalid", "Import the valid rows"
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="imports")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    file = models.FileField(upload_to=import_upload_path, max_length=300)
+    original_name = models.CharField(max_length=255)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    mode = models.CharField(max_length=20, choices=Mode, default=Mode.ALL_OR_NOTHING)
+    mapping = models.JSONField(default=dict, blank=True, help_text="source column → event field")
+    delimiter = models.CharField(max_length=1, blank=True)
+    encoding = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=20, choices=Status, default=Status.PENDING)
+    rows_read = models.PositiveBigIntegerField(default=0)
+    rows_imported = models.PositiveBigIntegerField(default=0)
+    rows_duplicate = models.PositiveBigIntegerField(default=0)
+    rows_rejected = models.PositiveBigIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="The first errors, as shown.")
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "running", "succeeded", "rejected", "failed"]),
+                name="import_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.get_status_display()})"
+
+
+class Event(models.Model):
+    """One thing a customer did (DOMAIN §4)."""
+
+    id = models.BigAutoField(primary_key=True)
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="events")
+    source_import = models.ForeignKey(
+        Import, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    customer_id = models.CharField(max_length=200)
+    occurred_at = models.DateTimeField()
+    event_type = models.CharField(max_length=100)
+    value = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    segment = models.CharField(max_length=100, blank=True)
+    channel = models.CharField(max_length=100, blank=True)
+    event_id = models.CharField(max_length=200, null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    # The event's identity within the plan: its event_id, or a hash of its whole content and how
+    # many identical rows came before it in its file. Re-imports add nothing (DOMAIN §4).
+    dedupe_key = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "dedupe_key"], name="event_stored_once"),
+            models.CheckConstraint(condition=~Q(customer_id=""), name="event_customer_not_blank"),
+            models.CheckConstraint(condition=~Q(event_type=""), name="event_type_not_blank"),
+        ]
+        indexes = [
+            # Metric queries: per type over time, per customer over time, and the plan's latest event.
+            models.Index(fields=["plan", "event_type", "occurred_at"], name="event_plan_type_time"),
+            models.Index(fields=["plan", "customer_id", "occurred_at"], name="event_plan_customer_time"),
+            models.Index(fields=["plan", "occurred_at"], name="event_plan_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.event_type} {self.occurred_at:%Y-%m-%d %H:%M}"
+
+    @staticmethod
+    def identity(event_id: str | None, content: dict[str, Any], occurrence: int) -> str:
+        """The dedupe key (DOMAIN §4): by `event_id` when the source gives one, else by the row's
+        whole content (every mapped column and attribute, as read) and how many identical rows
+        came before it in the same file."""
+        if event_id:
+            raw = "id\x1f" + event_id
+        else:
+            raw = "row\x1f" + json.dumps(content, sort_keys=True, ensure_ascii=False) + f"\x1f{occurrence}"
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class AssumptionRun(models.Model):
+    """One evaluation of an assumption's test (DOMAIN §5): what was seen and what it means."""
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Re-test now"
+        SCHEDULED = "scheduled", "Schedule"
+        COMMAND = "command", "Command line"
+
+    assumption = models.ForeignKey(Assumption, on_delete=models.CASCADE, related_name="runs")
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="assumption_runs")
+    trigger = models.CharField(max_length=20, choices=Trigger, default=Trigger.MANUAL)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    as_of = models.DateTimeField(null=True, blank=True)
+    observed = models.FloatField(null=True, blank=True)
+    n = models.PositiveIntegerField(null=True, blank=True)
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=AssumptionStatus)
+    previous_status = models.CharField(max_length=20, choices=AssumptionStatus)
+    changed = models.BooleanField(default=False)
+    message = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    # The test as it was at run time, so history stays readable after the test is edited.
+    test = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["assumption", "-created_at"], name="run_assumption_recent"),
+            models.Index(fields=["plan", "-created_at"], name="run_plan_recent"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=AssumptionStatus.values) & ~Q(status="untested"),
+                name="run_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(ci_low__isnull=True) | Q(ci_high__isnull=True) | Q(ci_low__lte=models.F("ci_high")),
+                name="run_interval_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.assumption} → {self.status}"

@@ -1,0 +1,113 @@
+"""Shared fixtures: the personas of a planning workshop, and the services tests rely on.
+
+Test-only settings live here, not in a second settings file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from planning.models import Membership, Plan, Role
+from planning.services import create_plan
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+PASSWORD = "workshop-pass-2026"
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def need_service(name: str, host: str, port: int) -> None:
+    """Skip when a service is missing on a developer's machine; fail in CI (REQUIRE_SERVICES=1)."""
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        message = f"{name} is not reachable on {host}:{port}"
+        if REQUIRE_SERVICES:
+            pytest.fail(message + " and REQUIRE_SERVICES=1")
+        pytest.skip(message)
+
+
+@dataclass
+class Persona:
+    user: object
+    membership: Membership | None
+    client: Client
+
+
+def _make_user(username: str, first: str, last: str):
+    return get_user_model().objects.create_user(
+        username=username,
+        password=PASSWORD,
+        email=f"{username}@example.com",
+        first_name=first,
+        last_name=last,
+    )
+
+
+@pytest.fixture
+def plan(db) -> Plan:
+    return create_plan("FY2027 growth plan", "fy2027")
+
+
+def _persona(plan: Plan | None, username: str, first: str, role: str | None, **extra) -> Persona:
+    user = _make_user(username, first, "Tester")
+    membership = (
+        Membership.objects.create(plan=plan, user=user, role=role, **extra) if role else None
+    )
+    client = Client()
+    client.force_login(user)
+    return Persona(user=user, membership=membership, client=client)
+
+
+@pytest.fixture
+def cmo(plan) -> Persona:
+    return _persona(plan, "ana", "Ana", Role.CMO)
+
+
+@pytest.fixture
+def cio(plan) -> Persona:
+    return _persona(plan, "maya", "Maya", Role.CIO)
+
+
+@pytest.fixture
+def bu_leader(plan) -> Persona:
+    return _persona(plan, "raj", "Raj", Role.BU_LEADER, business_unit="Retail")
+
+
+@pytest.fixture
+def facilitator(plan) -> Persona:
+    return _persona(plan, "fran", "Fran", Role.FACILITATOR)
+
+
+@pytest.fixture
+def observer(plan) -> Persona:
+    return _persona(plan, "olga", "Olga", Role.OBSERVER)
+
+
+@pytest.fixture
+def outsider(db) -> Persona:
+    return _persona(None, "otto", "Otto", None)
+
+
+@pytest.fixture
+def staff(db) -> Persona:
+    user = get_user_model().objects.create_superuser(
+        username="sam", password=PASSWORD, email="sam@example.com"
+    )
+    client = Client()
+    client.force_login(user)
+    return Persona(user=user, membership=None, client=client)
