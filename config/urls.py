@@ -1,4 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+from planning import views as planning_views
+
+admin.site.site_header = "Outside-In back-office"
+admin.site.site_title = "Outside-In back-office"
+
+urlpatterns = [
+    path("", planning_views.home, name="home"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("plans/", include("planning.urls")),
+    path("admin/", admin.site.urls),
+]

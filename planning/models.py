@@ -196,6 +196,15 @@ METRIC_PARAMS: dict[str, dict[str, tuple[str, bool, Any]]] = {
 }
 
 
+# Metrics whose value is a share of customers, shown as a percentage.
+PROPORTION_METRICS = {
+    Metric.REPEAT_RATE,
+    Metric.CONVERSION_RATE,
+    Metric.CHURN_RATE,
+    Metric.STAGE_REACH,
+}
+
+
 class AssumptionStatus(models.TextChoices):
     UNTESTED = "untested", "Untested"
     INSUFFICIENT_DATA = "insufficient_data", "Insufficient data"
@@ -311,16 +320,24 @@ class Assumption(models.Model):
             # A test is whole: a metric, a comparator and its threshold(s), or none of them.
             models.CheckConstraint(
                 condition=(
-                    Q(metric="", comparator="")
-                    | Q(comparator__in=[">=", "<="], threshold__isnull=False, threshold_high__isnull=True)
-                    | Q(
-                        comparator="between",
-                        threshold__isnull=False,
-                        threshold_high__isnull=False,
-                        threshold__lte=models.F("threshold_high"),
+                    Q(metric="", comparator="", threshold__isnull=True, threshold_high__isnull=True)
+                    | (
+                        ~Q(metric="")
+                        & (
+                            Q(
+                                comparator__in=[">=", "<="],
+                                threshold__isnull=False,
+                                threshold_high__isnull=True,
+                            )
+                            | Q(
+                                comparator="between",
+                                threshold__isnull=False,
+                                threshold_high__isnull=False,
+                                threshold__lte=models.F("threshold_high"),
+                            )
+                        )
                     )
-                )
-                & (Q(metric="") | ~Q(comparator="")),
+                ),
                 name="assumption_test_complete",
             ),
             models.CheckConstraint(condition=Q(min_sample__gte=1), name="assumption_min_sample_positive"),
@@ -348,6 +365,31 @@ class Assumption(models.Model):
         if self.comparator == Comparator.BETWEEN:
             return [self.threshold, self.threshold_high]  # type: ignore[list-item]
         return self.threshold
+
+    def format_value(self, value: float | None) -> str:
+        """A metric value as a CMO reads it: 27.4% for a share, 41 for a count or an NPS."""
+        if value is None:
+            return "—"
+        if self.metric in PROPORTION_METRICS:
+            return f"{value * 100:.1f}%"
+        if self.metric in {Metric.ACTIVE_CUSTOMERS, Metric.NPS}:
+            return f"{value:,.0f}"
+        return f"{value:,.2f}"
+
+    @property
+    def observed_display(self) -> str:
+        return self.format_value(self.observed)
+
+    @property
+    def target_display(self) -> str:
+        """The test's threshold in words: “≥ 30.0%”, “between 40 and 60”."""
+        if not self.has_test or self.threshold is None:
+            return ""
+        if self.comparator == Comparator.BETWEEN:
+            low, high = self.format_value(self.threshold), self.format_value(self.threshold_high)
+            return f"between {low} and {high}"
+        sign = "≥" if self.comparator == Comparator.AT_LEAST else "≤"
+        return f"{sign} {self.format_value(self.threshold)}"
 
     def test_definition(self) -> dict | None:
         if not self.has_test:

@@ -1,3 +1,99 @@
-from django.shortcuts import render
+"""Plan pages. Every plan URL goes through `get_plan_for_user`."""
 
-# Create your views here.
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Prefetch, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET
+
+from .models import Activity, Assumption, BTInitiative, Membership, Role, StrategicChoice
+from .services import get_plan_for_user, plans_for_user
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("planning:plan_list")
+
+
+@require_GET
+@login_required
+def plan_list(request: HttpRequest) -> HttpResponse:
+    plans = plans_for_user(request.user).annotate(
+        choice_count=Count("choices", distinct=True),
+        member_count=Count("memberships", distinct=True),
+        broken_count=Count(
+            "choices__assumptions",
+            filter=Q(choices__assumptions__status="broken"),
+            distinct=True,
+        ),
+    )
+    roles = dict(Membership.objects.filter(user=request.user).values_list("plan_id", "role"))
+    rows = [(plan, Role(roles[plan.pk]).label) for plan in plans]
+    return render(request, "planning/plan_list.html", {"rows": rows})
+
+
+@require_GET
+@login_required
+def board(request: HttpRequest, slug: str) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    stages = list(plan.stages.all())
+    assumptions = Assumption.objects.select_related("owner__user").order_by("position", "id")
+    choices = (
+        StrategicChoice.objects.filter(plan=plan)
+        .select_related("owner__user")
+        .prefetch_related("stages", Prefetch("assumptions", queryset=assumptions))
+        .order_by("position", "id")
+    )
+    by_stage: dict[int, list[StrategicChoice]] = defaultdict(list)
+    unplaced: list[StrategicChoice] = []
+    for choice in choices:
+        targets = choice.stages.all()
+        for stage in targets:
+            by_stage[stage.pk].append(choice)
+        if not targets:
+            unplaced.append(choice)
+    initiatives = (
+        BTInitiative.objects.filter(plan=plan)
+        .prefetch_related("stages", "choices")
+        .order_by("position", "id")
+    )
+    columns = [(stage, by_stage[stage.pk]) for stage in stages]
+    return render(
+        request,
+        "planning/board.html",
+        {
+            "plan": plan,
+            "membership": membership,
+            "columns": columns,
+            "unplaced": unplaced,
+            "initiatives": initiatives,
+        },
+    )
+
+
+@require_GET
+@login_required
+def members(request: HttpRequest, slug: str) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    rows = plan.memberships.select_related("user").order_by("role", "user__last_name")
+    return render(
+        request,
+        "planning/members.html",
+        {"plan": plan, "membership": membership, "members": rows},
+    )
+
+
+@require_GET
+@login_required
+def activity(request: HttpRequest, slug: str) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    entries = Activity.objects.filter(plan=plan).select_related("actor")[:200]
+    return render(
+        request,
+        "planning/activity.html",
+        {"plan": plan, "membership": membership, "entries": entries},
+    )

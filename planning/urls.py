@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+app_name = "planning"
+
+urlpatterns = [
+    path("", views.plan_list, name="plan_list"),
+    path("<slug:slug>/", views.board, name="board"),
+    path("<slug:slug>/members/", views.members, name="members"),
+    path("<slug:slug>/activity/", views.activity, name="activity"),
+]

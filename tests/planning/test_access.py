@@ -1,0 +1,81 @@
+"""One access rule for every plan URL: members read, observers never write, outsiders see nothing."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.test import Client
+from django.urls import reverse
+
+from planning.models import Plan
+from planning.services import get_plan_for_user, require_editor, require_facilitator
+from tests.conftest import _persona
+
+pytestmark = pytest.mark.django_db
+
+# Every page under /plans/<slug>/; a new plan URL is added here and inherits these checks.
+PLAN_PAGES = ["planning:board", "planning:members", "planning:activity"]
+MEMBERS = ["cmo", "cio", "bu_leader", "facilitator", "observer"]
+
+
+@pytest.mark.parametrize("url_name", PLAN_PAGES)
+@pytest.mark.parametrize("persona", MEMBERS)
+def test_members_see_every_plan_page(request, plan, url_name, persona):
+    who = request.getfixturevalue(persona)
+    response = who.client.get(reverse(url_name, args=[plan.slug]))
+    assert response.status_code == 200
+    assert plan.name.encode() in response.content
+
+
+@pytest.mark.parametrize("url_name", PLAN_PAGES)
+def test_outsiders_get_404_that_says_nothing_of_the_plan(plan, outsider, url_name):
+    response = outsider.client.get(reverse(url_name, args=[plan.slug]))
+    missing = outsider.client.get(reverse(url_name, args=["no-such-plan"]))
+    assert response.status_code == missing.status_code == 404
+    assert plan.name.encode() not in response.content
+
+
+@pytest.mark.parametrize("url_name", PLAN_PAGES)
+def test_staff_who_are_not_members_get_404_too(plan, staff, url_name):
+    assert staff.client.get(reverse(url_name, args=[plan.slug])).status_code == 404
+
+
+@pytest.mark.parametrize("url_name", PLAN_PAGES)
+def test_anonymous_visitors_are_sent_to_sign_in(plan, url_name):
+    url = reverse(url_name, args=[plan.slug])
+    response = Client().get(url)
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/accounts/login/?next={url}"
+
+
+@pytest.mark.parametrize("url_name", PLAN_PAGES)
+def test_plan_pages_refuse_writes_by_method(plan, cmo, url_name):
+    assert cmo.client.post(reverse(url_name, args=[plan.slug])).status_code == 405
+
+
+def test_plan_list_shows_only_my_plans(plan, cmo, outsider):
+    from planning.services import create_plan
+
+    other = create_plan("Secret acquisition plan", "secret")
+    _persona(other, "zoe", "Zoe", "cio")
+    mine = cmo.client.get(reverse("planning:plan_list"))
+    assert b"FY2027 growth plan" in mine.content
+    assert b"Secret acquisition plan" not in mine.content
+    assert b"No plans yet" in outsider.client.get(reverse("planning:plan_list")).content
+
+
+def test_access_helper_by_persona(plan, cmo, facilitator, observer, outsider):
+    found, membership = get_plan_for_user(cmo.user, plan.slug)
+    assert found == plan and membership.role == "cmo"
+    require_editor(membership)
+    with pytest.raises(PermissionDenied):
+        require_facilitator(membership)
+    require_facilitator(get_plan_for_user(facilitator.user, plan.slug)[1])
+
+    _, read_only = get_plan_for_user(observer.user, plan.slug)
+    with pytest.raises(PermissionDenied):
+        require_editor(read_only)
+    with pytest.raises(Http404):
+        get_plan_for_user(outsider.user, plan.slug)
+    assert Plan.objects.filter(slug=plan.slug).exists()
