@@ -141,6 +141,7 @@ TEMPLATES = [
 WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
 
+REDIS_URL = env_str("REDIS_URL")
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     try:
@@ -193,6 +194,18 @@ STORAGES = {
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 
+# The cache carries import progress between the worker and the web server: Redis, or files
+# under var/ in the embedded mode (both are shared between processes).
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+
 # E-mail: Django 6.1 mailers. The embedded default prints e-mails on the console.
 EMAIL_URL = env_str("EMAIL_URL", "console://")
 MAILERS = {"default": mailer_from_url(EMAIL_URL)}
@@ -200,7 +213,6 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Outside-In <noreply@outside-
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Celery: Redis when REDIS_URL is set, else Kombu's filesystem transport under var/.
-REDIS_URL = env_str("REDIS_URL")
 CELERY_QUEUE_DIR = VAR_DIR / "celery"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
@@ -223,6 +235,10 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# One static schedule; what is due (a plan's re-test, a stalled import) is decided from the data.
+CELERY_BEAT_SCHEDULE = {
+    "mark-stalled-imports": {"task": "insights.tasks.mark_stalled_imports", "schedule": 60.0},
+}
 CELERY_TIMEZONE = "UTC"
 
 # Security. Strict CSP from day one: scripts only from us, or inline with the request's nonce.

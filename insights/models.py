@@ -36,6 +36,7 @@ class Import(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     file = models.FileField(upload_to=import_upload_path, max_length=300)
+    rejected_file = models.FileField(upload_to=import_upload_path, max_length=300, blank=True)
     original_name = models.CharField(max_length=255)
     size_bytes = models.PositiveBigIntegerField(default=0)
     mode = models.CharField(max_length=20, choices=Mode, default=Mode.ALL_OR_NOTHING)
