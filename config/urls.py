@@ -10,5 +10,6 @@ urlpatterns = [
     path("", planning_views.home, name="home"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("plans/", include("planning.urls")),
+    path("plans/", include("insights.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -21,6 +21,7 @@ class Import(models.Model):
     """One uploaded file of events. The file is kept, whatever happens to its rows."""
 
     class Status(models.TextChoices):
+        DRAFT = "draft", "Waiting for your column choices"
         PENDING = "pending", "Waiting to start"
         RUNNING = "running", "Importing"
         SUCCEEDED = "succeeded", "Imported"
@@ -59,13 +60,21 @@ class Import(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["pending", "running", "succeeded", "rejected", "failed"]),
+                condition=Q(status__in=["draft", "pending", "running", "succeeded", "rejected", "failed"]),
                 name="import_status_valid",
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.original_name} ({self.get_status_display()})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.REJECTED, self.Status.FAILED}
+
+    @property
+    def is_working(self) -> bool:
+        return self.status in {self.Status.PENDING, self.Status.RUNNING}
 
 
 class Event(models.Model):

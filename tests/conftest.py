@@ -13,8 +13,13 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from config.celery import app as celery_app
 from planning.models import Membership, Plan, Role
 from planning.services import create_plan
+
+# Nothing a test enqueues reaches the developer's own queues; tests that need a real worker
+# point Celery at Redis themselves.
+celery_app.conf.broker_url = "memory://"
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 PASSWORD = "workshop-pass-2026"
@@ -28,6 +33,17 @@ def _test_settings(settings, tmp_path):
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def tasks_inline():
+    """Run enqueued Celery tasks in the test's own thread, for view tests of a whole flow.
+    Tasks themselves are tested with a real worker (tests/insights/test_*_worker.py)."""
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager = False
+    celery_app.conf.task_eager_propagates = False
 
 
 def need_service(name: str, host: str, port: int) -> None:

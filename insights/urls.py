@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import views
+
+app_name = "insights"
+
+urlpatterns = [
+    path("<slug:slug>/data/", views.imports, name="imports"),
+    path("<slug:slug>/data/<int:pk>/", views.import_detail, name="import_detail"),
+    path("<slug:slug>/data/<int:pk>/start/", views.import_start, name="import_start"),
+    path("<slug:slug>/data/<int:pk>/retry/", views.import_retry, name="import_retry"),
+    path("<slug:slug>/data/<int:pk>/rejected.csv", views.import_rejected, name="import_rejected"),
+    path("<slug:slug>/data/<int:pk>/file", views.import_file, name="import_file"),
+    path("<slug:slug>/event-map/", views.event_map, name="event_map"),
+]
