@@ -15,7 +15,13 @@ from tests.conftest import _persona
 pytestmark = pytest.mark.django_db
 
 # Every page under /plans/<slug>/; a new plan URL is added here and inherits these checks.
-PLAN_PAGES = ["planning:board", "planning:members", "planning:activity"]
+PLAN_PAGES = [
+    "planning:board",
+    "planning:members",
+    "planning:activity",
+    "insights:imports",
+    "insights:event_map",
+]
 MEMBERS = ["cmo", "cio", "bu_leader", "facilitator", "observer"]
 
 
@@ -49,9 +55,20 @@ def test_anonymous_visitors_are_sent_to_sign_in(plan, url_name):
     assert response.headers["Location"] == f"/accounts/login/?next={url}"
 
 
-@pytest.mark.parametrize("url_name", PLAN_PAGES)
-def test_plan_pages_refuse_writes_by_method(plan, cmo, url_name):
+# Pages that take a POST (a form on the page itself); the others are read-only.
+POSTING_PAGES = {"insights:imports", "insights:event_map"}
+
+
+@pytest.mark.parametrize("url_name", sorted(set(PLAN_PAGES) - POSTING_PAGES))
+def test_read_only_pages_refuse_writes_by_method(plan, cmo, url_name):
     assert cmo.client.post(reverse(url_name, args=[plan.slug])).status_code == 405
+
+
+@pytest.mark.parametrize("url_name", sorted(POSTING_PAGES))
+def test_observers_cannot_post_and_outsiders_get_404(plan, observer, outsider, url_name):
+    url = reverse(url_name, args=[plan.slug])
+    assert observer.client.post(url, {}).status_code == 403
+    assert outsider.client.post(url, {}).status_code == 404
 
 
 def test_plan_list_shows_only_my_plans(plan, cmo, outsider):
