@@ -1,0 +1,335 @@
+"""The metric engine (DOMAIN §5): one SQL statement per metric, run in the database.
+
+Each metric returns a `Measurement` (value, sample size, 95% interval); `verdict` turns it and
+the test's comparator into a status. SQL is written once with two small dialect helpers, so
+the same statements run on PostgreSQL and on the SQLite default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+
+from lifecycle.models import EventMapping, Stage
+from planning.models import Assumption, AssumptionStatus, Metric
+
+Z = 1.96
+EVENTS = "insights_event"
+
+
+class MetricError(Exception):
+    """The test cannot be evaluated; the message says why in words a CMO understands."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    value: float | None
+    n: int | None  # None: the metric has no sample (counts and totals)
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which events a test looks at: the plan's, up to as_of, filtered, optionally windowed."""
+
+    plan_id: int
+    as_of: dt.datetime
+    segment: str = ""
+    channel: str = ""
+    window_days: int | None = None
+
+    @property
+    def window_start(self) -> dt.datetime | None:
+        """Events of the window are after this moment (exclusive), None: no lower bound."""
+        return self.as_of - dt.timedelta(days=self.window_days) if self.window_days else None
+
+    def filters(self, alias: str = "e") -> tuple[str, list[Any]]:
+        """SQL conditions for the filtered events up to as_of (no window), and their params."""
+        sql = [f"{alias}.plan_id = %s", f"{alias}.occurred_at <= %s"]
+        params: list[Any] = [self.plan_id, self.as_of]
+        if self.segment:
+            sql.append(f"{alias}.segment = %s")
+            params.append(self.segment)
+        if self.channel:
+            sql.append(f"{alias}.channel = %s")
+            params.append(self.channel)
+        return " AND ".join(sql), params
+
+    def windowed(self, alias: str = "e") -> tuple[str, list[Any]]:
+        sql, params = self.filters(alias)
+        if self.window_start is not None:
+            sql += f" AND {alias}.occurred_at > %s"
+            params.append(self.window_start)
+        return sql, params
+
+
+# --- dialect helpers: the only places where PostgreSQL and SQLite differ ---------------------
+
+
+def _day(column: str) -> str:
+    """The UTC calendar day of a timestamp column."""
+    if connection.vendor == "postgresql":
+        return f"(({column}) AT TIME ZONE 'UTC')::date"
+    return f"date({column})"
+
+
+def _plus_days(column: str, days: int) -> str:
+    days = int(days)
+    if connection.vendor == "postgresql":
+        return f"({column} + interval '{days} days')"
+    # Django stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS[.ffffff]' text in UTC.
+    return f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', {column}, '+{days} days')"
+
+
+def _fetch(sql: str, params: list[Any]) -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+
+def wilson(successes: int, n: int) -> Measurement:
+    if n == 0:
+        return Measurement(None, 0)
+    p = successes / n
+    denominator = 1 + Z**2 / n
+    centre = (p + Z**2 / (2 * n)) / denominator
+    half = Z * math.sqrt(p * (1 - p) / n + Z**2 / (4 * n**2)) / denominator
+    return Measurement(p, n, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mean_interval(n: int, mean: float | None, sd: float | None) -> Measurement:
+    if n == 0 or mean is None:
+        return Measurement(None, n)
+    if n < 2 or sd is None:
+        return Measurement(float(mean), n)
+    half = Z * float(sd) / math.sqrt(n)
+    return Measurement(float(mean), n, float(mean) - half, float(mean) + half)
+
+
+def nps_interval(promoters: int, detractors: int, n: int) -> Measurement:
+    if n == 0:
+        return Measurement(None, 0)
+    p, d = promoters / n, detractors / n
+    score = 100 * (p - d)
+    half = Z * 100 * math.sqrt(max(p + d - (p - d) ** 2, 0.0) / n)
+    return Measurement(score, n, score - half, score + half)
+
+
+# --- the metrics --------------------------------------------------------------------------------
+
+
+def active_customers(scope: Scope, event_type: str | None = None) -> Measurement:
+    where, params = scope.windowed()
+    if event_type:
+        where += " AND e.event_type = %s"
+        params.append(event_type)
+    (count,) = _fetch(f"SELECT COUNT(DISTINCT e.customer_id) FROM {EVENTS} e WHERE {where}", params)
+    return Measurement(float(count), None)
+
+
+def repeat_rate(scope: Scope, event_type: str, within_days: int) -> Measurement:
+    """Share of mature new customers who come back on a later day within `within_days`."""
+    where, params = scope.filters()
+    inner, inner_params = scope.filters("r")
+    mature = scope.as_of - dt.timedelta(days=within_days)
+    cohort = ["f.t0 <= %s"]
+    cohort_params: list[Any] = [mature]
+    if scope.window_start is not None:
+        cohort.append("f.t0 > %s")
+        cohort_params.append(scope.window_start)
+    sql = f"""
+        WITH firsts AS (
+            SELECT e.customer_id, MIN(e.occurred_at) AS t0
+            FROM {EVENTS} e WHERE {where} AND e.event_type = %s GROUP BY e.customer_id
+        )
+        SELECT COUNT(*),
+               COALESCE(SUM(CASE WHEN EXISTS (
+                   SELECT 1 FROM {EVENTS} r
+                   WHERE {inner} AND r.event_type = %s AND r.customer_id = f.customer_id
+                     AND r.occurred_at > f.t0 AND r.occurred_at <= {_plus_days("f.t0", within_days)}
+                     AND {_day("r.occurred_at")} > {_day("f.t0")}
+               ) THEN 1 ELSE 0 END), 0)
+        FROM firsts f WHERE {" AND ".join(cohort)}
+    """
+    n, repeaters = _fetch(sql, [*params, event_type, *inner_params, event_type, *cohort_params])
+    return wilson(int(repeaters), int(n))
+
+
+def conversion_rate(scope: Scope, from_event: str, to_event: str, within_days: int) -> Measurement:
+    """Share of customers whose first `from_event` is in the window (and old enough) who have a
+    `to_event` at or after it, within `within_days`."""
+    where, params = scope.filters()
+    inner, inner_params = scope.filters("c")
+    cohort = ["f.t0 <= %s"]
+    cohort_params: list[Any] = [scope.as_of - dt.timedelta(days=within_days)]
+    if scope.window_start is not None:
+        cohort.append("f.t0 > %s")
+        cohort_params.append(scope.window_start)
+    sql = f"""
+        WITH firsts AS (
+            SELECT e.customer_id, MIN(e.occurred_at) AS t0
+            FROM {EVENTS} e WHERE {where} AND e.event_type = %s GROUP BY e.customer_id
+        )
+        SELECT COUNT(*),
+               COALESCE(SUM(CASE WHEN EXISTS (
+                   SELECT 1 FROM {EVENTS} c
+                   WHERE {inner} AND c.event_type = %s AND c.customer_id = f.customer_id
+                     AND c.occurred_at >= f.t0 AND c.occurred_at <= {_plus_days("f.t0", within_days)}
+               ) THEN 1 ELSE 0 END), 0)
+        FROM firsts f WHERE {" AND ".join(cohort)}
+    """
+    n, converted = _fetch(sql, [*params, from_event, *inner_params, to_event, *cohort_params])
+    return wilson(int(converted), int(n))
+
+
+def churn_rate(scope: Scope, inactive_days: int) -> Measurement:
+    """Of the customers seen before `cut`, the share with no event since (window ignored)."""
+    where, params = scope.filters()
+    cut = scope.as_of - dt.timedelta(days=inactive_days)
+    sql = f"""
+        SELECT COALESCE(SUM(CASE WHEN first_at < %s THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(CASE WHEN last_at < %s THEN 1 ELSE 0 END), 0)
+        FROM (SELECT MIN(e.occurred_at) AS first_at, MAX(e.occurred_at) AS last_at
+              FROM {EVENTS} e WHERE {where} GROUP BY e.customer_id) per_customer
+    """
+    n, churned = _fetch(sql, [cut, cut, *params])
+    return wilson(int(churned), int(n))
+
+
+def stage_reach(scope: Scope, stage: str) -> Measurement:
+    """Share of the window's active customers with an event of a type mapped to `stage`."""
+    types = list(
+        EventMapping.objects.filter(plan_id=scope.plan_id, stage__name__iexact=stage).values_list(
+            "event_type", flat=True
+        )
+    )
+    if not types and not scope_has_stage(scope.plan_id, stage):
+        raise MetricError(f"The plan has no stage “{stage}”.")
+    where, params = scope.windowed()
+    if types:
+        marks = ", ".join(["%s"] * len(types))
+        reached = f"COUNT(DISTINCT CASE WHEN e.event_type IN ({marks}) THEN e.customer_id END)"
+    else:
+        reached = "0"
+    n, count = _fetch(f"SELECT COUNT(DISTINCT e.customer_id), {reached} FROM {EVENTS} e WHERE {where}",
+                      [*types, *params])
+    return wilson(int(count), int(n))
+
+
+def scope_has_stage(plan_id: int, stage: str) -> bool:
+    return Stage.objects.filter(plan_id=plan_id, name__iexact=stage).exists()
+
+
+def mean_value(scope: Scope, event_type: str) -> Measurement:
+    where, params = scope.windowed()
+    if connection.vendor == "postgresql":
+        sql = f"SELECT COUNT(e.value), AVG(e.value), STDDEV_SAMP(e.value) FROM {EVENTS} e WHERE {where} AND e.event_type = %s"
+        n, mean, sd = _fetch(sql, [*params, event_type])
+    else:
+        sql = (
+            f"SELECT COUNT(e.value), AVG(e.value), SUM(e.value * e.value), SUM(e.value) "
+            f"FROM {EVENTS} e WHERE {where} AND e.event_type = %s"
+        )
+        n, mean, squares, total = _fetch(sql, [*params, event_type])
+        sd = None
+        if n and n > 1:
+            sd = math.sqrt(max((float(squares) - float(total) ** 2 / n) / (n - 1), 0.0))
+    return mean_interval(int(n), float(mean) if mean is not None else None, sd)
+
+
+def total_value(scope: Scope, event_type: str) -> Measurement:
+    where, params = scope.windowed()
+    (total,) = _fetch(
+        f"SELECT COALESCE(SUM(e.value), 0) FROM {EVENTS} e WHERE {where} AND e.event_type = %s",
+        [*params, event_type],
+    )
+    return Measurement(float(total), None)
+
+
+def nps(scope: Scope, event_type: str = "survey") -> Measurement:
+    """Each customer's latest 0–10 score in the window; 100 × (promoters − detractors)."""
+    where, params = scope.windowed()
+    sql = f"""
+        SELECT COUNT(*),
+               COALESCE(SUM(CASE WHEN score >= 9 THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(CASE WHEN score <= 6 THEN 1 ELSE 0 END), 0)
+        FROM (
+            SELECT e.value AS score, ROW_NUMBER() OVER (
+                PARTITION BY e.customer_id ORDER BY e.occurred_at DESC, e.id DESC) AS latest
+            FROM {EVENTS} e
+            WHERE {where} AND e.event_type = %s AND e.value IS NOT NULL
+              AND e.value >= 0 AND e.value <= 10
+        ) scored WHERE latest = 1
+    """
+    n, promoters, detractors = _fetch(sql, [*params, event_type])
+    return nps_interval(int(promoters), int(detractors), int(n))
+
+
+METRICS = {
+    Metric.ACTIVE_CUSTOMERS: active_customers,
+    Metric.REPEAT_RATE: repeat_rate,
+    Metric.CONVERSION_RATE: conversion_rate,
+    Metric.CHURN_RATE: churn_rate,
+    Metric.STAGE_REACH: stage_reach,
+    Metric.MEAN_VALUE: mean_value,
+    Metric.TOTAL_VALUE: total_value,
+    Metric.NPS: nps,
+}
+
+
+def latest_event_at(plan_id: int) -> dt.datetime | None:
+    """The default as_of: the moment of the plan's latest event, before any filter."""
+    (latest,) = _fetch(f"SELECT MAX(occurred_at) FROM {EVENTS} WHERE plan_id = %s", [plan_id])
+    if isinstance(latest, str):  # SQLite returns the stored text for MAX() over a datetime
+        latest = dt.datetime.fromisoformat(latest).replace(tzinfo=dt.UTC)
+    return latest
+
+
+def measure(assumption: Assumption, plan_id: int, as_of: dt.datetime) -> Measurement:
+    scope = Scope(
+        plan_id=plan_id,
+        as_of=as_of,
+        segment=assumption.segment,
+        channel=assumption.channel,
+        window_days=assumption.window_days,
+    )
+    compute = METRICS.get(assumption.metric)  # type: ignore[call-overload]
+    if compute is None:
+        raise MetricError(f"“{assumption.metric}” is not a metric Outside-In knows.")
+    return compute(scope, **assumption.params)
+
+
+def verdict(assumption: Assumption, m: Measurement) -> str:
+    """The status of a measurement against the test (DOMAIN §5, Confidence and status)."""
+    if m.value is None or m.n == 0:
+        return AssumptionStatus.INSUFFICIENT_DATA
+    if m.n is not None:
+        if m.n < assumption.min_sample:
+            return AssumptionStatus.INSUFFICIENT_DATA
+        if assumption.metric == Metric.MEAN_VALUE and m.n < 2:
+            return AssumptionStatus.INSUFFICIENT_DATA
+    low = m.ci_low if m.ci_low is not None else m.value
+    high = m.ci_high if m.ci_high is not None else m.value
+    threshold = assumption.threshold
+    assert threshold is not None
+    if assumption.comparator == ">=":
+        holds, broken = low >= threshold, high < threshold
+    elif assumption.comparator == "<=":
+        holds, broken = high <= threshold, low > threshold
+    else:
+        top = assumption.threshold_high
+        assert top is not None
+        holds, broken = threshold <= low and high <= top, high < threshold or low > top
+    if holds:
+        return AssumptionStatus.HOLDS
+    if broken:
+        return AssumptionStatus.BROKEN
+    return AssumptionStatus.AT_RISK
