@@ -238,6 +238,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # One static schedule; what is due (a plan's re-test, a stalled import) is decided from the data.
 CELERY_BEAT_SCHEDULE = {
     "mark-stalled-imports": {"task": "insights.tasks.mark_stalled_imports", "schedule": 60.0},
+    "dispatch-due-retests": {"task": "insights.tasks.dispatch_due_retests", "schedule": 60.0},
 }
 CELERY_TIMEZONE = "UTC"
 

@@ -126,6 +126,66 @@ class Event(models.Model):
         return hashlib.sha256(raw.encode()).hexdigest()
 
 
+class PlanRetest(models.Model):
+    """One re-test of a whole plan: what its runs share, and what the digest e-mails are about."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="retests")
+    trigger = models.CharField(max_length=20, default="manual")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status, default=Status.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    digests_queued_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A scheduled slot is re-tested once, however many beats or workers see it.
+            models.UniqueConstraint(
+                fields=["plan", "scheduled_for"],
+                condition=Q(scheduled_for__isnull=False),
+                name="one_retest_per_scheduled_slot",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan} re-test {self.created_at:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class DigestDelivery(models.Model):
+    """One member's digest e-mail for one scheduled re-test. `sent_at` only once it was sent."""
+
+    retest = models.ForeignKey(PlanRetest, on_delete=models.CASCADE, related_name="deliveries")
+    membership = models.ForeignKey(
+        "planning.Membership", on_delete=models.CASCADE, related_name="digest_deliveries"
+    )
+    kind = models.CharField(max_length=10, default="changes")  # or "quiet"
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "digest deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["retest", "membership"], name="one_digest_per_member_and_retest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"digest to {self.membership} ({'sent' if self.sent_at else 'not sent'})"
+
+
 class AssumptionRun(models.Model):
     """One evaluation of an assumption's test (DOMAIN §5): what was seen and what it means."""
 
@@ -136,6 +196,9 @@ class AssumptionRun(models.Model):
 
     assumption = models.ForeignKey(Assumption, on_delete=models.CASCADE, related_name="runs")
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="assumption_runs")
+    retest = models.ForeignKey(
+        PlanRetest, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
     trigger = models.CharField(max_length=20, choices=Trigger, default=Trigger.MANUAL)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -173,3 +236,26 @@ class AssumptionRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.assumption} → {self.status}"
+
+    @property
+    def observed_display(self) -> str:
+        return self.assumption.format_value(self.observed)
+
+    @property
+    def interval_display(self) -> str:
+        if self.ci_low is None or self.ci_high is None:
+            return ""
+        fmt = self.assumption.format_value
+        return f"{fmt(self.ci_low)} – {fmt(self.ci_high)}"
+
+    @property
+    def target_display(self) -> str:
+        """The threshold the run was judged against (the test may have changed since)."""
+        threshold = self.test.get("threshold")
+        fmt = self.assumption.format_value
+        if isinstance(threshold, list):
+            return f"between {fmt(threshold[0])} and {fmt(threshold[1])}"
+        if threshold is None:
+            return ""
+        sign = "≥" if self.test.get("comparator") == ">=" else "≤"
+        return f"{sign} {fmt(threshold)}"

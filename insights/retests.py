@@ -8,13 +8,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
+from django.utils import timezone as dj_timezone
 
 from planning.models import Assumption, AssumptionStatus, Plan
 from planning.services import record_activity
 
 from .metrics import Measurement, MetricError, latest_event_at, measure, verdict
-from .models import AssumptionRun
+from .models import AssumptionRun, PlanRetest
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ def retest_assumption(
     as_of: dt.datetime | None = None,
     trigger: str = AssumptionRun.Trigger.MANUAL,
     user: Any = None,
+    retest: PlanRetest | None = None,
 ) -> AssumptionRun:
     """Run one assumption's test, store the run and the assumption's new verdict."""
     plan_id = assumption.choice.plan_id
@@ -86,6 +89,7 @@ def retest_assumption(
         run = AssumptionRun.objects.create(
             assumption=assumption,
             plan_id=plan_id,
+            retest=retest,
             trigger=trigger,
             requested_by=user if getattr(user, "is_authenticated", False) else None,
             as_of=as_of,
@@ -141,12 +145,14 @@ def retest_plan(
     as_of: dt.datetime | None = None,
     trigger: str = AssumptionRun.Trigger.MANUAL,
     user: Any = None,
+    retest: PlanRetest | None = None,
 ) -> list[AssumptionRun]:
-    """Re-test every tested assumption of a plan, in plan order, as of one moment for all."""
+    """Re-test every tested assumption of a plan, in plan order, as of one moment for all.
+    One assumption that cannot be evaluated records an error and never stops the others."""
     if as_of is None:
         as_of = latest_event_at(plan.pk)
     return [
-        retest_assumption(assumption, as_of=as_of, trigger=trigger, user=user)
+        retest_assumption(assumption, as_of=as_of, trigger=trigger, user=user, retest=retest)
         for assumption in tested_assumptions(plan)
     ]
 
@@ -173,3 +179,62 @@ def run_as_json(run: AssumptionRun) -> dict[str, Any]:
         "duration_ms": run.duration_ms,
     }
 
+
+
+# --- whole-plan re-tests, on demand and on schedule ---------------------------------------------
+
+
+def start_plan_retest(plan: Plan, *, trigger: str = "manual", user: Any = None) -> PlanRetest:
+    """Record a plan re-test to run; the caller enqueues `tasks.run_plan_retest` on commit."""
+    return PlanRetest.objects.create(
+        plan=plan,
+        trigger=trigger,
+        requested_by=user if getattr(user, "is_authenticated", False) else None,
+    )
+
+
+def run_plan_retest(retest_id: int) -> PlanRetest | None:
+    """Carry out a recorded plan re-test. Safe to run twice: only one run claims it."""
+    claimed = PlanRetest.objects.filter(pk=retest_id, status=PlanRetest.Status.PENDING).update(
+        status=PlanRetest.Status.RUNNING, started_at=dj_timezone.now()
+    )
+    if not claimed:
+        return None
+    retest = PlanRetest.objects.select_related("plan", "requested_by").get(pk=retest_id)
+    retest_plan(retest.plan, trigger=retest.trigger, user=retest.requested_by, retest=retest)
+    retest.status = PlanRetest.Status.DONE
+    retest.finished_at = dj_timezone.now()
+    retest.save(update_fields=["status", "finished_at"])
+    return retest
+
+
+def dispatch_due_retests(now: dt.datetime | None = None) -> list[PlanRetest]:
+    """Start the scheduled re-tests that are due. Two beats at once never start one twice:
+    each due plan is claimed with SKIP LOCKED and its slot is unique per plan."""
+    now = now or dj_timezone.now()
+    started = []
+    with transaction.atomic():
+        due = (
+            Plan.objects.select_for_update(skip_locked=True)
+            .exclude(retest_cadence="off")
+            .filter(next_retest_at__lte=now)
+        )
+        for plan in due:
+            slot = plan.next_retest_at
+            retest, created = PlanRetest.objects.get_or_create(
+                plan=plan, scheduled_for=slot, defaults={"trigger": AssumptionRun.Trigger.SCHEDULED}
+            )
+            Plan.objects.filter(pk=plan.pk).update(next_retest_at=plan.next_retest_after(now))
+            if created:
+                started.append(retest)
+    return started
+
+
+def retest_assumption_by_id(assumption_id: int, *, user_id: int | None = None) -> AssumptionRun | None:
+    assumption = (
+        Assumption.objects.select_related("choice__plan").filter(pk=assumption_id).first()
+    )
+    if assumption is None or not assumption.has_test:
+        return None
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    return retest_assumption(assumption, user=user)

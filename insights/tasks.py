@@ -1,20 +1,19 @@
-"""Celery tasks: thin wrappers that take ids and call a service."""
+"""Celery tasks: thin wrappers that take ids and call a service. Each is safe to run twice."""
 
 from __future__ import annotations
 
+import smtplib
+
 from celery import shared_task
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 
-from . import services
+from . import digests, retests, services
+
+# Transient trouble (a database restart, a busy SQLite file) is retried with backoff.
+TRANSIENT = (OperationalError,)
 
 
-@shared_task(
-    acks_late=True,
-    autoretry_for=(OperationalError,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    max_retries=5,
-)
+@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, max_retries=5)
 def import_events(import_id: int) -> None:
     """Import a kept file. Redelivered after a crash, it reclaims the import only once the dead
     run's heartbeat has gone stale; its transaction left nothing behind."""
@@ -24,3 +23,40 @@ def import_events(import_id: int) -> None:
 @shared_task
 def mark_stalled_imports() -> int:
     return services.mark_stalled_imports()
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, max_retries=5)
+def run_plan_retest(retest_id: int) -> None:
+    retest = retests.run_plan_retest(retest_id)
+    if retest is None or retest.trigger != "scheduled":
+        return
+    with transaction.atomic():
+        for delivery in digests.queue_digests(retest.pk):
+            send_digest.delay_on_commit(delivery.pk)
+
+
+@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, max_retries=5)
+def retest_assumption(assumption_id: int, user_id: int | None = None) -> None:
+    retests.retest_assumption_by_id(assumption_id, user_id=user_id)
+
+
+@shared_task
+def dispatch_due_retests() -> int:
+    """Every minute (beat): start the plans' scheduled re-tests that are due."""
+    with transaction.atomic():
+        started = retests.dispatch_due_retests()
+        for retest in started:
+            run_plan_retest.delay_on_commit(retest.pk)
+    return len(started)
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(smtplib.SMTPException, OSError, *TRANSIENT),
+    retry_backoff=30,
+    retry_backoff_max=3600,
+    max_retries=12,
+)
+def send_digest(delivery_id: int) -> bool:
+    """A failing mail server delays the e-mail (retried with backoff); the run is never lost."""
+    return digests.send_digest(delivery_id)

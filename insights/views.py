@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -9,15 +12,21 @@ from django.db import transaction
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from lifecycle.models import EventMapping
 from lifecycle.services import map_event_types, suggest_stage
+from planning.models import Assumption, Membership
 from planning.services import get_plan_for_user, require_editor, require_facilitator
 
-from . import tasks
+from . import charts, tasks
+from .digests import membership_from_token
 from .forms import MappingForm, UploadForm
-from .models import Event, Import
+from .models import Event, Import, PlanRetest
+from .retests import start_plan_retest, tested_assumptions
 from .services import FileRejected, create_import, preview_file, read_progress
 
 
@@ -193,3 +202,136 @@ def event_map(request: HttpRequest, slug: str) -> HttpResponse:
         "insights/event_map.html",
         {"plan": plan, "membership": membership, "rows": rows, "stages": stages},
     )
+
+
+# --- assumptions: history, re-test now, the assumption map ----------------------------------
+
+
+def _get_assumption(plan_id: int, pk: int) -> Assumption:
+    return get_object_or_404(
+        Assumption.objects.select_related("choice", "owner__user"), choice__plan_id=plan_id, pk=pk
+    )
+
+
+@require_GET
+@login_required
+def assumption_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    assumption = _get_assumption(plan.pk, pk)
+    runs = list(assumption.runs.select_related("assumption")[:200])
+    since = _parse_since(request.GET.get("since"))
+    waiting = since is not None and (assumption.last_run_at is None or assumption.last_run_at < since)
+    context = {
+        "plan": plan,
+        "membership": membership,
+        "assumption": assumption,
+        "runs": runs,
+        "figure": charts.history_figure(assumption, runs),
+        "summary": charts.history_summary(assumption, runs),
+        "waiting": waiting,
+        "since": request.GET.get("since", ""),
+    }
+    template = "insights/assumption.html"
+    if request.htmx:
+        template += "#verdict"
+    return render(request, template, context)
+
+
+def _parse_since(raw: str | None):
+    if not raw:
+        return None
+    try:
+        return dt.datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
+@require_POST
+@login_required
+def assumption_retest(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    require_editor(membership)
+    assumption = _get_assumption(plan.pk, pk)
+    if not assumption.has_test:
+        messages.error(request, "This assumption has no test to run; add one first.")
+        return redirect("insights:assumption", slug=plan.slug, pk=assumption.pk)
+    since = timezone.now()
+    tasks.retest_assumption.delay_on_commit(assumption.pk, user_id=request.user.pk)
+    url = reverse("insights:assumption", args=[plan.slug, assumption.pk])
+    return redirect(f"{url}?{urlencode({'since': since.isoformat()})}")
+
+
+@require_POST
+@login_required
+def plan_retest(request: HttpRequest, slug: str) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    require_editor(membership)
+    with transaction.atomic():
+        retest = start_plan_retest(plan, user=request.user)
+        tasks.run_plan_retest.delay_on_commit(retest.pk)
+    return redirect("insights:retest", slug=plan.slug, pk=retest.pk)
+
+
+@require_GET
+@login_required
+def retest_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    retest = get_object_or_404(PlanRetest.objects.select_related("requested_by"), plan=plan, pk=pk)
+    runs = list(
+        retest.runs.select_related("assumption__choice").order_by(
+            "assumption__choice__position", "assumption__choice_id", "assumption__position"
+        )
+    )
+    total = tested_assumptions(plan).count()
+    context = {
+        "plan": plan,
+        "membership": membership,
+        "retest": retest,
+        "runs": runs,
+        "total": total,
+        "changed": sum(1 for r in runs if r.changed),
+    }
+    template = "insights/retest.html"
+    if request.htmx:
+        template += "#progress"
+    return render(request, template, context)
+
+
+@require_GET
+@login_required
+def assumption_map(request: HttpRequest, slug: str) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    assumptions = list(
+        Assumption.objects.filter(choice__plan=plan).select_related("choice").order_by(
+            "-importance", "evidence", "id"
+        )
+    )
+    recent = plan.retests.select_related("requested_by")[:10]
+    return render(
+        request,
+        "insights/assumption_map.html",
+        {
+            "plan": plan,
+            "membership": membership,
+            "assumptions": assumptions,
+            "figure": charts.assumption_map_figure(assumptions),
+            "summary": charts.assumption_map_summary(assumptions),
+            "retests": recent,
+        },
+    )
+
+
+# --- e-mail: one-click unsubscribe, no sign-in --------------------------------------------------
+
+
+@csrf_exempt  # RFC 8058 one-click: the mail client POSTs without our cookie; the token is signed.
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    member = membership_from_token(token)
+    if member is None:
+        return render(request, "insights/unsubscribe.html", {"invalid": True}, status=404)
+    done = False
+    if request.method == "POST":
+        Membership.objects.filter(pk=member.pk).update(digest_opt_out=True)
+        done = True
+    return render(request, "insights/unsubscribe.html", {"member": member, "done": done})

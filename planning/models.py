@@ -68,6 +68,47 @@ class Plan(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # The next scheduled re-test follows the schedule; a slot already due is left for the
+        # dispatcher to take.
+        now = dt.datetime.now(dt.UTC)
+        due = self.next_retest_at is not None and self.next_retest_at <= now
+        if not (due and self.retest_cadence != Cadence.OFF):
+            self.next_retest_at = self.next_retest_after(now)
+        super().save(*args, **kwargs)
+
+    @property
+    def retest_zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.retest_timezone)
+
+    def next_retest_after(self, moment: dt.datetime) -> dt.datetime | None:
+        """The first scheduled re-test strictly after `moment`, in UTC; None when off.
+
+        Times are wall-clock times in the plan's zone, so 07:00 Paris stays 07:00 across DST.
+        """
+        if self.retest_cadence == Cadence.OFF:
+            return None
+        zone = self.retest_zone
+        local = moment.astimezone(zone)
+        day = local.date()
+        for offset in range(0, 9):
+            candidate_day = day + dt.timedelta(days=offset)
+            if self.retest_cadence == Cadence.WEEKLY and candidate_day.weekday() != self.retest_weekday:
+                continue
+            candidate = dt.datetime.combine(candidate_day, self.retest_time, tzinfo=zone)
+            if candidate > local:
+                return candidate.astimezone(dt.UTC)
+        raise AssertionError("a weekly schedule always has a slot within 8 days")
+
+    @property
+    def schedule_display(self) -> str:
+        if self.retest_cadence == Cadence.OFF:
+            return "Off"
+        when = f"{self.retest_time:%H:%M} {self.retest_timezone}"
+        if self.retest_cadence == Cadence.DAILY:
+            return f"Daily at {when}"
+        return f"Weekly on {dt.date(2024, 1, 1 + self.retest_weekday):%A}s at {when}"
+
 
 class Membership(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="memberships")
@@ -83,6 +124,7 @@ class Membership(models.Model):
         default=False, help_text="Also receives a weekly e-mail when nothing changed."
     )
     joined_at = models.DateTimeField(auto_now_add=True)
+    last_quiet_digest_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["plan", "user__username"]

@@ -1,0 +1,153 @@
+"""The digest e-mail after a scheduled re-test: what changed, for each member who wants it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core import signing
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from planning.models import Membership, StrategicChoice
+
+from .models import AssumptionRun, DigestDelivery, PlanRetest
+
+UNSUBSCRIBE_SALT = "outside-in.digest-unsubscribe"
+QUIET_EVERY = dt.timedelta(days=7)
+
+
+def unsubscribe_token(membership: Membership) -> str:
+    return signing.dumps({"m": membership.pk}, salt=UNSUBSCRIBE_SALT, compress=True)
+
+
+def membership_from_token(token: str) -> Membership | None:
+    try:
+        data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
+    except signing.BadSignature:
+        return None
+    return Membership.objects.select_related("plan", "user").filter(pk=data.get("m")).first()
+
+
+def queue_digests(retest_id: int) -> list[DigestDelivery]:
+    """Decide who gets a digest for this re-test; the caller sends each one (on commit).
+    Claimed once per re-test, so a re-test that is run twice does not e-mail twice."""
+    with transaction.atomic():
+        claimed = PlanRetest.objects.filter(
+            pk=retest_id, status=PlanRetest.Status.DONE, digests_queued_at__isnull=True
+        ).update(digests_queued_at=timezone.now())
+        if not claimed:
+            return []
+        retest = PlanRetest.objects.select_related("plan").get(pk=retest_id)
+        changed = retest.runs.filter(changed=True).exists()
+        deliveries = []
+        members = retest.plan.memberships.select_related("user").filter(digest_opt_out=False)
+        for member in members:
+            if not member.user.email:
+                continue
+            if changed:
+                kind = "changes"
+            elif member.all_quiet_digest and (
+                member.last_quiet_digest_at is None
+                or member.last_quiet_digest_at <= timezone.now() - QUIET_EVERY
+            ):
+                kind = "quiet"
+            else:
+                continue
+            delivery, _ = DigestDelivery.objects.get_or_create(
+                retest=retest, membership=member, defaults={"kind": kind}
+            )
+            deliveries.append(delivery)
+    return deliveries
+
+
+@dataclass
+class ChoiceChanges:
+    choice: StrategicChoice
+    stages: list[str]
+    runs: list[AssumptionRun] = field(default_factory=list)
+
+
+def changes_by_choice(retest: PlanRetest) -> list[ChoiceChanges]:
+    runs = (
+        retest.runs.filter(changed=True)
+        .select_related("assumption__choice")
+        .prefetch_related("assumption__choice__stages")
+        .order_by("assumption__choice__position", "assumption__choice_id", "assumption__position")
+    )
+    groups: dict[int, ChoiceChanges] = {}
+    for run in runs:
+        choice = run.assumption.choice
+        if choice.pk not in groups:
+            groups[choice.pk] = ChoiceChanges(choice, [s.name for s in choice.stages.all()])
+        groups[choice.pk].runs.append(run)
+    return list(groups.values())
+
+
+def build_digest(delivery: DigestDelivery) -> EmailMultiAlternatives:
+    member = delivery.membership
+    retest = delivery.retest
+    plan = retest.plan
+    site = settings.SITE_URL
+    unsubscribe = site + reverse("unsubscribe", args=[unsubscribe_token(member)])
+    groups = changes_by_choice(retest) if delivery.kind == "changes" else []
+    count = sum(len(g.runs) for g in groups)
+    context = {
+        "member": member,
+        "plan": plan,
+        "groups": groups,
+        "count": count,
+        "site": site,
+        "plan_url": site + reverse("planning:board", args=[plan.slug]),
+        "unsubscribe_url": unsubscribe,
+        "retest": retest,
+    }
+    if delivery.kind == "changes":
+        subject = f"{plan.name}: {count} assumption{'s' if count != 1 else ''} changed"
+    else:
+        subject = f"{plan.name}: all quiet, no assumption changed"
+    text = render_to_string("insights/email/digest.txt", context)
+    html = render_to_string("insights/email/digest.html", context)
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        to=[member.user.email],
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
+    message.attach_alternative(html, "text/html")
+    return message
+
+
+def send_digest(delivery_id: int) -> bool:
+    """Send one digest. `sent_at` is written only after the server accepted it, so a retry
+    after a failure sends it, and a retry after a success does not send it again."""
+    delivery = (
+        DigestDelivery.objects.select_related("membership__user", "membership__plan", "retest__plan")
+        .filter(pk=delivery_id)
+        .first()
+    )
+    if delivery is None or delivery.sent_at is not None:
+        return False
+    if delivery.membership.digest_opt_out:
+        return False
+    try:
+        build_digest(delivery).send()
+    except Exception as error:
+        DigestDelivery.objects.filter(pk=delivery.pk).update(
+            attempts=delivery.attempts + 1, last_error=f"{type(error).__name__}: {error}"[:2000]
+        )
+        raise
+    now = timezone.now()
+    DigestDelivery.objects.filter(pk=delivery.pk).update(
+        sent_at=now, attempts=delivery.attempts + 1, last_error=""
+    )
+    if delivery.kind == "quiet":
+        Membership.objects.filter(pk=delivery.membership_id).update(last_quiet_digest_at=now)
+    return True
