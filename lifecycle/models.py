@@ -45,7 +45,7 @@ class Stage(models.Model):
     version = models.PositiveIntegerField(default=1)
 
     class Meta:
-        ordering = ["plan", "position", "id"]
+        ordering = ["position", "id"]
         constraints = [
             models.UniqueConstraint(
                 "plan", Lower("name"), name="stage_name_unique_in_plan"
@@ -65,7 +65,7 @@ class EventMapping(models.Model):
     stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="event_types")
 
     class Meta:
-        ordering = ["plan", "event_type"]
+        ordering = ["event_type"]
         constraints = [
             models.UniqueConstraint(fields=["plan", "event_type"], name="event_type_mapped_once"),
             # Event types are stored lower-case (DOMAIN §4), so the map is too.

@@ -127,7 +127,7 @@ class Membership(models.Model):
     last_quiet_digest_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["plan", "user__username"]
+        ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["plan", "user"], name="one_membership_per_user_and_plan"),
             models.CheckConstraint(condition=Q(role__in=Role.values), name="membership_role_valid"),
@@ -144,6 +144,10 @@ class Membership(models.Model):
     @property
     def display_name(self) -> str:
         return self.user.get_full_name() or self.user.get_username()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.business_unit = self.business_unit.strip()
+        super().save(*args, **kwargs)
 
     @property
     def can_edit(self) -> bool:
@@ -185,7 +189,7 @@ class StrategicChoice(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["plan", "position", "id"]
+        ordering = ["position", "id"]
         constraints = [
             models.UniqueConstraint(fields=["plan", "title"], name="choice_title_unique_in_plan"),
             models.CheckConstraint(condition=~Q(title=""), name="choice_title_not_blank"),
@@ -328,10 +332,10 @@ class Assumption(models.Model):
     comparator = models.CharField(max_length=10, choices=Comparator, blank=True)
     threshold = models.FloatField(null=True, blank=True)
     threshold_high = models.FloatField(null=True, blank=True, help_text="Upper bound, for “between”.")
-    min_sample = models.PositiveIntegerField(default=30)
+    min_sample = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1)])
     segment = models.CharField(max_length=100, blank=True)
     channel = models.CharField(max_length=100, blank=True)
-    window_days = models.PositiveIntegerField(null=True, blank=True)
+    window_days = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
 
     # The latest verdict, written by `insights` after each run.
     status = models.CharField(
@@ -344,7 +348,7 @@ class Assumption(models.Model):
     last_run_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["choice", "position", "id"]
+        ordering = ["position", "id"]
         constraints = [
             models.UniqueConstraint(
                 fields=["choice", "statement"], name="assumption_statement_unique_in_choice"
@@ -503,7 +507,7 @@ class BTInitiative(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["plan", "position", "id"]
+        ordering = ["position", "id"]
         verbose_name = "BT initiative"
         constraints = [
             models.UniqueConstraint(fields=["plan", "title"], name="initiative_title_unique_in_plan"),

@@ -9,4 +9,5 @@ urlpatterns = [
     path("<slug:slug>/", views.board, name="board"),
     path("<slug:slug>/members/", views.members, name="members"),
     path("<slug:slug>/activity/", views.activity, name="activity"),
+    path("<slug:slug>/settings/", views.plan_settings, name="settings"),
 ]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.db.models import Count, Prefetch, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from .models import Activity, Assumption, BTInitiative, Membership, Role, StrategicChoice
-from .services import get_plan_for_user, plans_for_user
+from .forms import EmailPreferencesForm, ScheduleForm
+from .services import get_plan_for_user, plans_for_user, record_activity, require_facilitator
 
 
 @require_GET
@@ -96,4 +99,39 @@ def activity(request: HttpRequest, slug: str) -> HttpResponse:
         request,
         "planning/activity.html",
         {"plan": plan, "membership": membership, "entries": entries},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def plan_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    """The re-test schedule (facilitators) and each member's own e-mail preferences."""
+    plan, membership = get_plan_for_user(request.user, slug)
+    schedule = ScheduleForm(instance=plan, prefix="schedule")
+    email = EmailPreferencesForm(instance=membership, prefix="email")
+    if request.method == "POST":
+        if "schedule-retest_cadence" in request.POST:
+            require_facilitator(membership)
+            before = {f: str(getattr(plan, f)) for f in ScheduleForm.Meta.fields}
+            schedule = ScheduleForm(request.POST, instance=plan, prefix="schedule")
+            if schedule.is_valid():
+                with transaction.atomic():
+                    plan = schedule.save()
+                    after = {f: str(getattr(plan, f)) for f in ScheduleForm.Meta.fields}
+                    record_activity(plan, request.user, "updated", "schedule",
+                                    item_id=plan.pk, item_label=plan.schedule_display,
+                                    before=before, after=after)
+                messages.success(request, f"Re-test schedule saved: {plan.schedule_display}.")
+                return redirect("planning:settings", slug=plan.slug)
+        else:
+            email = EmailPreferencesForm(request.POST, instance=membership, prefix="email")
+            if email.is_valid():
+                email.save()
+                messages.success(request, "Your e-mail preferences are saved.")
+                return redirect("planning:settings", slug=plan.slug)
+    return render(
+        request,
+        "planning/settings.html",
+        {"plan": plan, "membership": membership, "schedule": schedule, "email": email},
+        status=400 if schedule.errors or email.errors else 200,
     )
