@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from .models import Membership, Plan
+from .models import Membership, Plan, validate_plan_slug
 
 
 class ScheduleForm(forms.ModelForm):
@@ -45,3 +45,25 @@ class EmailPreferencesForm(forms.ModelForm):
         self.instance.digest_opt_out = not self.cleaned_data["receive_digests"]
         return super().save(commit)
 
+
+
+class NewPlanForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=200, required=False)
+    slug = forms.SlugField(
+        label="Short name for links", max_length=80, required=False,
+        help_text="Letters, digits and hyphens, e.g. fy2027-growth.",
+        validators=[validate_plan_slug],
+    )
+    plan_file = forms.FileField(
+        label="Or start from a plan file", required=False,
+        help_text="A plan exported from Outside-In (JSON).",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("plan_file") and not (cleaned.get("name") and cleaned.get("slug")):
+            raise forms.ValidationError("Give the plan a name and a short name, or choose a plan file.")
+        slug = cleaned.get("slug")
+        if slug and not cleaned.get("plan_file") and Plan.objects.filter(slug=slug).exists():
+            self.add_error("slug", "A plan already uses this short name; choose another.")
+        return cleaned

@@ -37,9 +37,17 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"“{value}” is not a time zone (try “Europe/Paris” or “UTC”).")
 
 
+RESERVED_SLUGS = {"new"}
+
+
+def validate_plan_slug(value: str) -> None:
+    if value in RESERVED_SLUGS:
+        raise ValidationError(f"“{value}” is reserved; choose another short name.")
+
+
 class Plan(models.Model):
     name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=80, unique=True)
+    slug = models.SlugField(max_length=80, unique=True, validators=[validate_plan_slug])
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -59,6 +59,29 @@ def create_plan(name: str, slug: str, *, stages: list[str] | None = None, **fiel
     return plan
 
 
+@transaction.atomic
+def start_plan(user: User, name: str, slug: str) -> Plan:
+    """A new, empty plan whose creator facilitates it."""
+    plan = create_plan(name, slug)
+    Membership.objects.create(plan=plan, user=user, role="facilitator")
+    record_activity(plan, user, "created", "plan", item_id=plan.pk, item_label=plan.name)
+    return plan
+
+
+@transaction.atomic
+def start_plan_from_file(user: User, data: dict) -> Plan:
+    """A new plan from a plan file; its creator is added as facilitator if the file omits them.
+    A file for a plan that exists already is refused here: updating is the facilitators' job."""
+    from .planfile import PlanFileError, import_plan
+
+    slug = data.get("slug") if isinstance(data, dict) else None
+    if isinstance(slug, str) and Plan.objects.filter(slug=slug).exists():
+        raise PlanFileError([f'slug: a plan "{slug}" exists already; change the slug in the file'])
+    plan, _ = import_plan(data, actor=user)
+    Membership.objects.get_or_create(plan=plan, user=user, defaults={"role": "facilitator"})
+    return plan
+
+
 def add_stages(plan: Plan, names: list[str]) -> list[Stage]:
     start = plan.stages.count()
     return Stage.objects.bulk_create(

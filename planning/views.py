@@ -8,13 +8,21 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Count, Prefetch, Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from .models import Activity, Assumption, BTInitiative, Membership, Role, StrategicChoice
-from .forms import EmailPreferencesForm, ScheduleForm
-from .services import get_plan_for_user, plans_for_user, record_activity, require_facilitator
+from .forms import EmailPreferencesForm, NewPlanForm, ScheduleForm
+from .planfile import PlanFileError, export_plan, load_plan_file
+from .services import (
+    get_plan_for_user,
+    plans_for_user,
+    record_activity,
+    require_facilitator,
+    start_plan,
+    start_plan_from_file,
+)
 
 
 @require_GET
@@ -135,3 +143,40 @@ def plan_settings(request: HttpRequest, slug: str) -> HttpResponse:
         {"plan": plan, "membership": membership, "schedule": schedule, "email": email},
         status=400 if schedule.errors or email.errors else 200,
     )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def new_plan(request: HttpRequest) -> HttpResponse:
+    form = NewPlanForm()
+    file_errors: list[str] = []
+    if request.method == "POST":
+        form = NewPlanForm(request.POST, request.FILES)
+        if form.is_valid():
+            upload = form.cleaned_data["plan_file"]
+            try:
+                if upload:
+                    plan = start_plan_from_file(request.user, load_plan_file(upload.read()))
+                else:
+                    plan = start_plan(request.user, form.cleaned_data["name"], form.cleaned_data["slug"])
+            except PlanFileError as error:
+                file_errors = error.errors
+            else:
+                messages.success(request, f"“{plan.name}” is ready.")
+                return redirect("planning:board", slug=plan.slug)
+    return render(
+        request,
+        "planning/new_plan.html",
+        {"form": form, "file_errors": file_errors},
+        status=400 if form.errors or file_errors else 200,
+    )
+
+
+@require_GET
+@login_required
+def plan_file(request: HttpRequest, slug: str) -> JsonResponse:
+    """The plan as a file (DOMAIN §6), to keep, share or start another plan from."""
+    plan, _ = get_plan_for_user(request.user, slug)
+    response = JsonResponse(export_plan(plan), json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="{plan.slug}.json"'
+    return response
