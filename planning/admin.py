@@ -26,6 +26,7 @@ from .models import (
     Comment,
     Membership,
     Plan,
+    Presence,
     StrategicChoice,
 )
 from .services import add_stages
@@ -269,6 +270,7 @@ class PlanAdmin(admin.ModelAdmin):
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "plan", "role", "business_unit", "digest_opt_out", "joined_at"]
+    ordering = ["plan__name", "user__username"]
     list_filter = ["role", "digest_opt_out", "plan"]
     list_select_related = ["user", "plan"]
     search_fields = [
@@ -302,6 +304,7 @@ class StrategicChoiceAdmin(HistoryGoesAlongMixin, PlanScopedAdmin):
     form = ChoiceAdminForm
     plan_scoped_fields = ("stages",)
     list_display = ["title", "plan", "status", "horizon", "owner", "business_unit", "updated_at"]
+    ordering = ["plan__name", "position", "id"]
     list_filter = ["status", "horizon", "plan"]
     list_select_related = ["plan", "owner__user"]
     search_fields = ["title", "business_unit", "plan__name", "plan__slug"]
@@ -353,6 +356,7 @@ class AssumptionAdmin(HistoryGoesAlongMixin, admin.ModelAdmin):
         "last_run_at",
     ]
     list_filter = ["status", "metric", "choice__plan"]
+    ordering = ["choice__plan__name", "choice__position", "position", "id"]
     list_select_related = ["choice__plan"]
     search_fields = ["statement", "choice__title", "choice__plan__name"]
     autocomplete_fields = ["choice", "owner"]
@@ -420,6 +424,7 @@ class BTInitiativeAdmin(PlanScopedAdmin):
     form = InitiativeAdminForm
     plan_scoped_fields = ("stages", "choices")
     list_display = ["title", "plan", "status", "cost_estimate", "updated_at"]
+    ordering = ["plan__name", "position", "id"]
     list_filter = ["status", "plan"]
     list_select_related = ["plan"]
     search_fields = ["title", "plan__name", "plan__slug"]
@@ -489,3 +494,20 @@ class ActivityAdmin(HistoryAdmin):
     @admin.display(description="after")
     def after_json(self, activity: Activity) -> str:
         return pretty_json(activity.after)
+
+
+@admin.register(Presence)
+class PresenceAdmin(admin.ModelAdmin):
+    """Who has a board open now. Written by the live board; support may only clear a stale one."""
+
+    list_display = ["user", "plan", "editing", "last_seen"]
+    list_filter = ["plan"]
+    list_select_related = ["user", "plan"]
+    search_fields = ["user__username", "plan__name", "plan__slug"]
+    ordering = ["-last_seen"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
