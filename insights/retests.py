@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, OperationalError, transaction
 from django.utils import timezone as dj_timezone
 
-from planning.models import Assumption, AssumptionStatus, Plan
+from planning.models import Assumption, AssumptionStatus, Metric, Plan
+from planning.live import plan_changed
 from planning.services import record_activity
 
 from .metrics import Measurement, MetricError, latest_event_at, measure, verdict
@@ -33,7 +34,9 @@ class Outcome:
 def evaluate(assumption: Assumption, plan_id: int, as_of: dt.datetime | None) -> Outcome:
     """Measure one assumption; any problem becomes a status with a message, never an exception."""
     if not assumption.has_test:
-        return Outcome(Measurement(None, None), AssumptionStatus.ERROR, "This assumption has no test.")
+        return Outcome(
+            Measurement(None, None), AssumptionStatus.ERROR, "This assumption has no test."
+        )
     if as_of is None:
         return Outcome(Measurement(None, 0), AssumptionStatus.INSUFFICIENT_DATA, NO_DATA)
     try:
@@ -58,8 +61,10 @@ def evaluate(assumption: Assumption, plan_id: int, as_of: dt.datetime | None) ->
     message = ""
     if status == AssumptionStatus.INSUFFICIENT_DATA:
         n = measurement.n or 0
+        # A mean needs two values for its interval, whatever min_sample says.
+        need = max(assumption.min_sample, 2 if assumption.metric == Metric.MEAN_VALUE else 1)
         message = (
-            f"Only {n:,} in the sample; the test needs at least {assumption.min_sample:,}."
+            f"Only {n:,} in the sample; the test needs at least {need:,}."
             if n
             else "No customer in the data fits this test yet."
         )
@@ -84,7 +89,9 @@ def retest_assumption(
     m = outcome.measurement
     with transaction.atomic():
         previous = (
-            Assumption.objects.select_for_update().values_list("status", flat=True).get(pk=assumption.pk)
+            Assumption.objects.select_for_update()
+            .values_list("status", flat=True)
+            .get(pk=assumption.pk)
         )
         run = AssumptionRun.objects.create(
             assumption=assumption,
@@ -116,7 +123,9 @@ def retest_assumption(
         Assumption.objects.filter(pk=assumption.pk).update(**verdict_fields)
         for name, value in verdict_fields.items():
             setattr(assumption, name, value)
-        if run.changed:
+        if not run.changed:
+            plan_changed(plan_id, bump=True)  # open boards show the new observed value
+        else:
             record_activity(
                 assumption.choice.plan,
                 None,
@@ -180,7 +189,6 @@ def run_as_json(run: AssumptionRun) -> dict[str, Any]:
     }
 
 
-
 # --- whole-plan re-tests, on demand and on schedule ---------------------------------------------
 
 
@@ -194,18 +202,42 @@ def start_plan_retest(plan: Plan, *, trigger: str = "manual", user: Any = None) 
 
 
 def run_plan_retest(retest_id: int) -> PlanRetest | None:
-    """Carry out a recorded plan re-test. Safe to run twice: only one run claims it."""
+    """Carry out a recorded plan re-test. Safe to run twice: only one run claims it.
+
+    A transient database error hands the claim back (status pending) so the task's retry
+    carries on where this run stopped, as of the same moment, without testing an assumption
+    twice; any other error marks the re-test failed, so its page stops waiting for it.
+    """
     claimed = PlanRetest.objects.filter(pk=retest_id, status=PlanRetest.Status.PENDING).update(
         status=PlanRetest.Status.RUNNING, started_at=dj_timezone.now()
     )
     if not claimed:
         return None
     retest = PlanRetest.objects.select_related("plan", "requested_by").get(pk=retest_id)
-    retest_plan(retest.plan, trigger=retest.trigger, user=retest.requested_by, retest=retest)
+    try:
+        _run_remaining(retest)
+    except OperationalError:
+        PlanRetest.objects.filter(pk=retest_id).update(status=PlanRetest.Status.PENDING)
+        raise
+    except Exception:
+        PlanRetest.objects.filter(pk=retest_id).update(
+            status=PlanRetest.Status.FAILED, finished_at=dj_timezone.now()
+        )
+        raise
     retest.status = PlanRetest.Status.DONE
     retest.finished_at = dj_timezone.now()
     retest.save(update_fields=["status", "finished_at"])
     return retest
+
+
+def _run_remaining(retest: PlanRetest) -> None:
+    done = retest.runs.values_list("assumption_id", flat=True)
+    earlier = retest.runs.exclude(as_of=None).values_list("as_of", flat=True).first()
+    as_of = earlier or latest_event_at(retest.plan_id)
+    for assumption in tested_assumptions(retest.plan).exclude(pk__in=list(done)):
+        retest_assumption(
+            assumption, as_of=as_of, trigger=retest.trigger, user=retest.requested_by, retest=retest
+        )
 
 
 def dispatch_due_retests(now: dt.datetime | None = None) -> list[PlanRetest]:
@@ -230,10 +262,10 @@ def dispatch_due_retests(now: dt.datetime | None = None) -> list[PlanRetest]:
     return started
 
 
-def retest_assumption_by_id(assumption_id: int, *, user_id: int | None = None) -> AssumptionRun | None:
-    assumption = (
-        Assumption.objects.select_related("choice__plan").filter(pk=assumption_id).first()
-    )
+def retest_assumption_by_id(
+    assumption_id: int, *, user_id: int | None = None
+) -> AssumptionRun | None:
+    assumption = Assumption.objects.select_related("choice__plan").filter(pk=assumption_id).first()
     if assumption is None or not assumption.has_test:
         return None
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None

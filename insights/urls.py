@@ -12,9 +12,11 @@ urlpatterns = [
     path("<slug:slug>/data/<int:pk>/rejected.csv", views.import_rejected, name="import_rejected"),
     path("<slug:slug>/data/<int:pk>/file", views.import_file, name="import_file"),
     path("<slug:slug>/event-map/", views.event_map, name="event_map"),
-    path("<slug:slug>/assumptions/<int:pk>/", views.assumption_detail, name="assumption"),
+    # Not …/assumptions/<pk>/: the board serves that one (planning:assumption, the item alone).
+    path("<slug:slug>/assumptions/<int:pk>/history/", views.assumption_detail, name="assumption"),
     path("<slug:slug>/assumptions/<int:pk>/retest/", views.assumption_retest, name="assumption_retest"),
     path("<slug:slug>/retest/", views.plan_retest, name="plan_retest"),
+    path("<slug:slug>/test-preview/", views.test_preview, name="test_preview"),
     path("<slug:slug>/retests/<int:pk>/", views.retest_detail, name="retest"),
     path("<slug:slug>/assumption-map/", views.assumption_map, name="assumption_map"),
 ]

@@ -19,14 +19,16 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from lifecycle.models import EventMapping
 from lifecycle.services import map_event_types, suggest_stage
-from planning.models import Assumption, Membership
+from planning.forms import AssumptionForm
+from planning.models import Assumption, AssumptionStatus, Membership
 from planning.services import get_plan_for_user, require_editor, require_facilitator
 
 from . import charts, tasks
 from .digests import membership_from_token
 from .forms import MappingForm, UploadForm
 from .models import Event, Import, PlanRetest
-from .retests import start_plan_retest, tested_assumptions
+from .metrics import latest_event_at
+from .retests import evaluate, start_plan_retest, tested_assumptions
 from .services import FileRejected, create_import, preview_file, read_progress
 
 
@@ -241,9 +243,11 @@ def _parse_since(raw: str | None):
     if not raw:
         return None
     try:
-        return dt.datetime.fromisoformat(raw)
+        since = dt.datetime.fromisoformat(raw)
     except ValueError:
         return None
+    # A hand-edited `?since=` without a zone must not compare naive with aware (a 500).
+    return since if since.tzinfo else since.replace(tzinfo=dt.UTC)
 
 
 @require_POST
@@ -335,3 +339,47 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         Membership.objects.filter(pk=member.pk).update(digest_opt_out=True)
         done = True
     return render(request, "insights/unsubscribe.html", {"member": member, "done": done})
+
+
+TEST_FIELDS = ["metric", "params", "comparator", "threshold", "threshold_high", "min_sample",
+               "segment", "channel", "window_days"]
+
+
+@require_POST
+@login_required
+def test_preview(request: HttpRequest, slug: str) -> HttpResponse:
+    """What a test being edited would say today: observed value, n, interval, status."""
+    plan, membership = get_plan_for_user(request.user, slug)
+    require_editor(membership)
+    form = AssumptionForm(request.POST, plan=plan, instance=Assumption(choice=plan.choices.first()))
+    form.is_valid()
+    problems = [
+        f"{form.fields[name].label if name in form.fields else name}: {error}"
+        for name in TEST_FIELDS
+        for error in form.errors.get(name, [])
+    ]
+    context: dict = {"problems": problems}
+    data = form.cleaned_data
+    if not problems and data.get("metric"):
+        assumption = Assumption(
+            metric=data["metric"], params=data.get("params") or {},
+            comparator=data.get("comparator") or "", threshold=data.get("threshold"),
+            threshold_high=data.get("threshold_high"), min_sample=data.get("min_sample") or 30,
+            segment=data.get("segment") or "", channel=data.get("channel") or "",
+            window_days=data.get("window_days"),
+        )
+        as_of = latest_event_at(plan.pk)
+        outcome = evaluate(assumption, plan.pk, as_of)
+        m = outcome.measurement
+        context.update(
+            outcome=outcome,
+            as_of=as_of,
+            status_label=AssumptionStatus(outcome.status).label,
+            observed=assumption.format_value(m.value) if m.value is not None else "",
+            interval=(
+                f"{assumption.format_value(m.ci_low)} – {assumption.format_value(m.ci_high)}"
+                if m.ci_low is not None else ""
+            ),
+            target=assumption.target_display,
+        )
+    return render(request, "insights/test_preview.html", context)

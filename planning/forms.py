@@ -1,17 +1,34 @@
 from __future__ import annotations
 
+import copy
+import json
+from decimal import Decimal
+
 from django import forms
 
-from .models import Membership, Plan, validate_plan_slug
+from lifecycle.models import Stage
+
+from .models import (
+    METRIC_PARAMS,
+    Assumption,
+    BTInitiative,
+    Membership,
+    Plan,
+    StrategicChoice,
+    validate_plan_slug,
+)
 
 
 class ScheduleForm(forms.ModelForm):
     retest_weekday = forms.TypedChoiceField(
         label="Weekday",
         coerce=int,
-        choices=[(i, day.capitalize()) for i, day in enumerate(
-            ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-        )],
+        choices=[
+            (i, day.capitalize())
+            for i, day in enumerate(
+                ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+            )
+        ],
         help_text="For a weekly re-test.",
     )
 
@@ -46,24 +63,199 @@ class EmailPreferencesForm(forms.ModelForm):
         return super().save(commit)
 
 
-
 class NewPlanForm(forms.Form):
     name = forms.CharField(label="Name", max_length=200, required=False)
     slug = forms.SlugField(
-        label="Short name for links", max_length=80, required=False,
+        label="Short name for links",
+        max_length=80,
+        required=False,
         help_text="Letters, digits and hyphens, e.g. fy2027-growth.",
         validators=[validate_plan_slug],
     )
     plan_file = forms.FileField(
-        label="Or start from a plan file", required=False,
+        label="Or start from a plan file",
+        required=False,
         help_text="A plan exported from Outside-In (JSON).",
     )
 
     def clean(self):
         cleaned = super().clean()
         if not cleaned.get("plan_file") and not (cleaned.get("name") and cleaned.get("slug")):
-            raise forms.ValidationError("Give the plan a name and a short name, or choose a plan file.")
+            raise forms.ValidationError(
+                "Give the plan a name and a short name, or choose a plan file."
+            )
         slug = cleaned.get("slug")
         if slug and not cleaned.get("plan_file") and Plan.objects.filter(slug=slug).exists():
             self.add_error("slug", "A plan already uses this short name; choose another.")
         return cleaned
+
+
+class ItemForm(forms.ModelForm):
+    """An editable item's form: choices of members, stages and choices come from its plan."""
+
+    def __init__(self, *args, plan: Plan, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.plan = plan
+        if "owner" in self.fields:
+            owner = self.fields["owner"]
+            owner.queryset = plan.memberships.select_related("user").order_by("user__first_name")  # type: ignore[attr-defined]
+            owner.label_from_instance = lambda m: f"{m.display_name} ({m.get_role_display()})"  # type: ignore[attr-defined]
+        if "stages" in self.fields:
+            self.fields["stages"].queryset = plan.stages.all()  # type: ignore[attr-defined]
+        if "choices" in self.fields:
+            self.fields["choices"].queryset = plan.choices.all()  # type: ignore[attr-defined]
+
+    def values(self) -> dict:
+        """The submitted values as plain JSON values, like `services.snapshot`."""
+        values = {}
+        for name in self._meta.fields:  # type: ignore[union-attr]
+            value = self.cleaned_data.get(name)
+            if name in {"stages", "choices"}:
+                value = sorted(v.pk for v in value or [])
+            elif name == "owner":
+                value = value.pk if value else None
+            elif isinstance(value, Decimal):
+                value = str(value)
+            values[name] = value
+        return values
+
+
+class ChoiceForm(ItemForm):
+    class Meta:
+        model = StrategicChoice
+        fields = ["title", "stages", "owner", "business_unit", "horizon", "status", "rationale"]
+        labels = {"stages": "Stages", "business_unit": "Business unit"}
+        widgets = {
+            "stages": forms.CheckboxSelectMultiple,
+            "rationale": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def clean_title(self) -> str:
+        title = self.cleaned_data["title"].strip()
+        others = self.plan.choices.filter(title=title).exclude(pk=self.instance.pk)
+        if others.exists():
+            raise forms.ValidationError("Another strategic choice of this plan has this title.")
+        return title
+
+
+class AssumptionForm(ItemForm):
+    params = forms.JSONField(required=False, widget=forms.HiddenInput)
+
+    class Meta:
+        model = Assumption
+        fields = [
+            "statement",
+            "importance",
+            "evidence",
+            "owner",
+            "metric",
+            "params",
+            "comparator",
+            "threshold",
+            "threshold_high",
+            "min_sample",
+            "segment",
+            "channel",
+            "window_days",
+        ]
+        labels = {
+            "metric": "Test: metric",
+            "comparator": "Comparator",
+            "threshold_high": "Upper threshold",
+            "min_sample": "Minimum sample",
+            "window_days": "Window (days)",
+        }
+        widgets = {
+            "statement": forms.Textarea(attrs={"rows": 2}),
+            "importance": forms.NumberInput(attrs={"min": 1, "max": 5}),
+            "evidence": forms.NumberInput(attrs={"min": 1, "max": 5}),
+        }
+
+    # Each metric parameter has its own input; `params` is assembled from them.
+    PARAM_FIELDS = {
+        "event_type": forms.CharField(label="Event type", required=False),
+        "within_days": forms.IntegerField(label="Within (days)", required=False, min_value=1),
+        "from_event": forms.CharField(label="From event", required=False),
+        "to_event": forms.CharField(label="To event", required=False),
+        "inactive_days": forms.IntegerField(
+            label="Inactive for (days)", required=False, min_value=1
+        ),
+        "stage": forms.CharField(label="Stage", required=False),
+    }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["metric"].widget.attrs["data-metric-params"] = json.dumps(
+            {metric: list(spec) for metric, spec in METRIC_PARAMS.items()}
+        )
+        params = self.instance.params or {}
+        for name, field in self.PARAM_FIELDS.items():
+            self.fields[f"param_{name}"] = copy.deepcopy(field)
+            if f"param_{name}" not in self.initial:
+                self.fields[f"param_{name}"].initial = params.get(name)
+
+    def clean(self):
+        cleaned = super().clean()
+        metric = cleaned.get("metric")
+        wanted = METRIC_PARAMS.get(metric, {}) if metric else {}
+        cleaned["params"] = {
+            name: cleaned.get(f"param_{name}")
+            for name in wanted
+            if cleaned.get(f"param_{name}") not in (None, "")
+        }
+        for name in ("segment", "channel"):
+            cleaned[name] = (cleaned.get(name) or "").strip()
+        if not metric:
+            cleaned["comparator"] = ""
+            cleaned["threshold"] = cleaned["threshold_high"] = None
+            cleaned["params"] = {}
+        elif cleaned.get("comparator") != "between":
+            cleaned["threshold_high"] = None
+        return cleaned
+
+    def clean_statement(self) -> str:
+        statement = self.cleaned_data["statement"].strip()
+        siblings = Assumption.objects.filter(choice_id=self.instance.choice_id, statement=statement)
+        if self.instance.choice_id and siblings.exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError(
+                "This choice has an assumption with this statement already."
+            )
+        return statement
+
+    def param_fields(self):
+        return [self[f"param_{name}"] for name in self.PARAM_FIELDS]
+
+
+class InitiativeForm(ItemForm):
+    class Meta:
+        model = BTInitiative
+        fields = ["title", "stages", "choices", "cost_estimate", "status"]
+        labels = {"cost_estimate": "Cost estimate", "choices": "Serves these choices"}
+        widgets = {"stages": forms.CheckboxSelectMultiple, "choices": forms.CheckboxSelectMultiple}
+
+    def clean_title(self) -> str:
+        title = self.cleaned_data["title"].strip()
+        if self.plan.bt_initiatives.filter(title=title).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("Another initiative of this plan has this title.")
+        return title
+
+
+class StageForm(ItemForm):
+    class Meta:
+        model = Stage
+        fields = ["name"]
+        labels = {"name": "Stage name"}
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if self.plan.stages.filter(name__iexact=name).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("The plan has a stage of this name already.")
+        return name
+
+
+ITEM_FORMS = {
+    "choice": ChoiceForm,
+    "assumption": AssumptionForm,
+    "initiative": InitiativeForm,
+    "stage": StageForm,
+}

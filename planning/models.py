@@ -101,7 +101,10 @@ class Plan(models.Model):
         day = local.date()
         for offset in range(0, 9):
             candidate_day = day + dt.timedelta(days=offset)
-            if self.retest_cadence == Cadence.WEEKLY and candidate_day.weekday() != self.retest_weekday:
+            if (
+                self.retest_cadence == Cadence.WEEKLY
+                and candidate_day.weekday() != self.retest_weekday
+            ):
                 continue
             candidate = dt.datetime.combine(candidate_day, self.retest_time, tzinfo=zone)
             if candidate > local:
@@ -137,7 +140,9 @@ class Membership(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["plan", "user"], name="one_membership_per_user_and_plan"),
+            models.UniqueConstraint(
+                fields=["plan", "user"], name="one_membership_per_user_and_plan"
+            ),
             models.CheckConstraint(condition=Q(role__in=Role.values), name="membership_role_valid"),
             models.CheckConstraint(
                 condition=~Q(role=Role.BU_LEADER) | ~Q(business_unit=""),
@@ -201,7 +206,9 @@ class StrategicChoice(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["plan", "title"], name="choice_title_unique_in_plan"),
             models.CheckConstraint(condition=~Q(title=""), name="choice_title_not_blank"),
-            models.CheckConstraint(condition=Q(horizon__in=Horizon.values), name="choice_horizon_valid"),
+            models.CheckConstraint(
+                condition=Q(horizon__in=Horizon.values), name="choice_horizon_valid"
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=ChoiceStatus.values), name="choice_status_valid"
             ),
@@ -236,7 +243,10 @@ class Comparator(models.TextChoices):
 # Kept here, beside the test it validates; `insights` computes the metrics.
 METRIC_PARAMS: dict[str, dict[str, tuple[str, bool, Any]]] = {
     Metric.ACTIVE_CUSTOMERS: {"event_type": ("event_type", False, None)},
-    Metric.REPEAT_RATE: {"event_type": ("event_type", True, None), "within_days": ("days", True, None)},
+    Metric.REPEAT_RATE: {
+        "event_type": ("event_type", True, None),
+        "within_days": ("days", True, None),
+    },
     Metric.CONVERSION_RATE: {
         "from_event": ("event_type", True, None),
         "to_event": ("event_type", True, None),
@@ -271,7 +281,9 @@ class AssumptionStatus(models.TextChoices):
 def clean_metric_params(metric: str, params: Any, stage_names: list[str] | None = None) -> dict:
     """Check a test's params against its metric; return them normalised or raise ValidationError."""
     if metric not in METRIC_PARAMS:
-        raise ValidationError(f"“{metric}” is not a metric; choose one of {', '.join(Metric.values)}.")
+        raise ValidationError(
+            f"“{metric}” is not a metric; choose one of {', '.join(Metric.values)}."
+        )
     if params is None:
         params = {}
     if not isinstance(params, dict):
@@ -312,7 +324,9 @@ def clean_metric_params(metric: str, params: Any, stage_names: list[str] | None 
 
 
 class Assumption(models.Model):
-    choice = models.ForeignKey(StrategicChoice, on_delete=models.CASCADE, related_name="assumptions")
+    choice = models.ForeignKey(
+        StrategicChoice, on_delete=models.CASCADE, related_name="assumptions"
+    )
     statement = models.CharField(max_length=400)
     importance = models.PositiveSmallIntegerField(
         default=3, validators=[MinValueValidator(1), MaxValueValidator(5)]
@@ -339,11 +353,15 @@ class Assumption(models.Model):
     params = models.JSONField(default=dict, blank=True)
     comparator = models.CharField(max_length=10, choices=Comparator, blank=True)
     threshold = models.FloatField(null=True, blank=True)
-    threshold_high = models.FloatField(null=True, blank=True, help_text="Upper bound, for “between”.")
+    threshold_high = models.FloatField(
+        null=True, blank=True, help_text="Upper bound, for “between”."
+    )
     min_sample = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1)])
     segment = models.CharField(max_length=100, blank=True)
     channel = models.CharField(max_length=100, blank=True)
-    window_days = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    window_days = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
 
     # The latest verdict, written by `insights` after each run.
     status = models.CharField(
@@ -361,7 +379,9 @@ class Assumption(models.Model):
             models.UniqueConstraint(
                 fields=["choice", "statement"], name="assumption_statement_unique_in_choice"
             ),
-            models.CheckConstraint(condition=~Q(statement=""), name="assumption_statement_not_blank"),
+            models.CheckConstraint(
+                condition=~Q(statement=""), name="assumption_statement_not_blank"
+            ),
             models.CheckConstraint(
                 condition=Q(importance__gte=1, importance__lte=5), name="assumption_importance_1_5"
             ),
@@ -394,7 +414,9 @@ class Assumption(models.Model):
                 ),
                 name="assumption_test_complete",
             ),
-            models.CheckConstraint(condition=Q(min_sample__gte=1), name="assumption_min_sample_positive"),
+            models.CheckConstraint(
+                condition=Q(min_sample__gte=1), name="assumption_min_sample_positive"
+            ),
             models.CheckConstraint(
                 condition=Q(window_days__isnull=True) | Q(window_days__gte=1),
                 name="assumption_window_positive",
@@ -465,7 +487,9 @@ class Assumption(models.Model):
             errors["owner"] = "The owner must be a member of this plan."
         if self.metric:
             stage_names = (
-                list(self.choice.plan.stages.values_list("name", flat=True)) if self.choice_id else None
+                list(self.choice.plan.stages.values_list("name", flat=True))
+                if self.choice_id
+                else None
             )
             try:
                 self.params = clean_metric_params(self.metric, self.params, stage_names)
@@ -483,7 +507,9 @@ class Assumption(models.Model):
             elif self.threshold_high is not None:
                 errors["threshold_high"] = "Only “between” takes a second threshold."
         elif self.comparator or self.threshold is not None:
-            errors["metric"] = "Choose a metric for the test, or clear the comparator and threshold."
+            errors["metric"] = (
+                "Choose a metric for the test, or clear the comparator and threshold."
+            )
         if errors:
             raise ValidationError(errors)
 
@@ -518,7 +544,9 @@ class BTInitiative(models.Model):
         ordering = ["position", "id"]
         verbose_name = "BT initiative"
         constraints = [
-            models.UniqueConstraint(fields=["plan", "title"], name="initiative_title_unique_in_plan"),
+            models.UniqueConstraint(
+                fields=["plan", "title"], name="initiative_title_unique_in_plan"
+            ),
             models.CheckConstraint(condition=~Q(title=""), name="initiative_title_not_blank"),
             models.CheckConstraint(
                 condition=Q(cost_estimate__isnull=True) | Q(cost_estimate__gte=0),
@@ -608,3 +636,20 @@ class Activity(models.Model):
     def __str__(self) -> str:
         who = self.actor.get_username() if self.actor_id else "system"
         return f"{who} {self.action} {self.item_type} “{self.item_label}”"
+
+
+class Presence(models.Model):
+    """One open board: who has the plan open right now, and what they are editing."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="presences")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    connection = models.CharField(max_length=40, unique=True)
+    editing = models.CharField(max_length=80, blank=True)
+    last_seen = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["last_seen"]
+        indexes = [models.Index(fields=["plan", "last_seen"], name="presence_plan_seen")]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.plan}"

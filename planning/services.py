@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.http import Http404
 
 from lifecycle.models import DEFAULT_STAGES, Stage
 
-from .models import Activity, Membership, Plan
+from . import live
+from .models import Activity, Assumption, BTInitiative, Membership, Plan, StrategicChoice
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -25,9 +28,7 @@ def get_plan_for_user(user: User, slug: str) -> tuple[Plan, Membership]:
     if not user.is_authenticated:
         raise Http404("No such plan")
     membership = (
-        Membership.objects.select_related("plan", "user")
-        .filter(plan__slug=slug, user=user)
-        .first()
+        Membership.objects.select_related("plan", "user").filter(plan__slug=slug, user=user).first()
     )
     if membership is None:
         raise Http404("No such plan")
@@ -100,8 +101,10 @@ def record_activity(
     before: dict | None = None,
     after: dict | None = None,
 ) -> Activity:
-    """Write one activity row and bump the plan's version, in the caller's transaction."""
+    """Write one activity row and bump the plan's version, in the caller's transaction; open
+    boards hear of it once the transaction commits."""
     Plan.objects.filter(pk=plan.pk).update(version=F("version") + 1)
+    live.plan_changed(plan.pk)
     return Activity.objects.create(
         plan=plan,
         actor=actor if actor is not None and actor.is_authenticated else None,
@@ -112,3 +115,297 @@ def record_activity(
         before=before,
         after=after,
     )
+
+
+# --- editing items together: snapshots, versioned saves, conflicts, revert ---------------------
+
+# The fields a member edits on each kind of item, in form order. Snapshots and activity
+# before/after use them, so what a conflict or a revert shows is what the forms show.
+EDITABLE: dict[str, list[str]] = {
+    "choice": ["title", "stages", "owner", "business_unit", "horizon", "status", "rationale"],
+    "assumption": [
+        "statement",
+        "importance",
+        "evidence",
+        "owner",
+        "metric",
+        "params",
+        "comparator",
+        "threshold",
+        "threshold_high",
+        "min_sample",
+        "segment",
+        "channel",
+        "window_days",
+    ],
+    "initiative": ["title", "stages", "choices", "cost_estimate", "status"],
+    "stage": ["name"],
+}
+MANY = {"stages", "choices"}
+MODELS: dict[str, type[models.Model]] = {
+    "choice": StrategicChoice,
+    "assumption": Assumption,
+    "initiative": BTInitiative,
+    "stage": Stage,
+}
+
+
+def kind_of(item: models.Model) -> str:
+    return next(kind for kind, model in MODELS.items() if isinstance(item, model))
+
+
+def snapshot(item: models.Model) -> dict[str, Any]:
+    """The item's editable values as plain JSON values (ids for relations)."""
+    values: dict[str, Any] = {}
+    for name in EDITABLE[kind_of(item)]:
+        if name in MANY:
+            values[name] = sorted(getattr(item, name).values_list("pk", flat=True))
+        elif name == "owner":
+            values[name] = item.owner_id  # type: ignore[attr-defined]
+        else:
+            value = getattr(item, name)
+            values[name] = str(value) if isinstance(value, Decimal) else value
+    return values
+
+
+def label_of(item: models.Model) -> str:
+    return str(getattr(item, "title", None) or getattr(item, "statement", None) or item)
+
+
+def _apply(item: models.Model, values: dict[str, Any]) -> None:
+    many = {}
+    for name, value in values.items():
+        if name in MANY:
+            many[name] = value
+        elif name == "owner":
+            item.owner_id = value  # type: ignore[attr-defined]
+        else:
+            setattr(item, name, value)
+    item.full_clean(exclude=["plan", "choice"], validate_unique=False, validate_constraints=False)
+    item.version = F("version") + 1  # type: ignore[attr-defined]
+    item.save()
+    item.refresh_from_db()
+    for name, ids in many.items():
+        getattr(item, name).set(ids)
+
+
+@dataclass
+class Conflict:
+    """Someone saved the same fields since this form was opened: theirs and mine, field by field."""
+
+    current: models.Model
+    fields: list[str]
+    base: dict[str, Any]
+    theirs: dict[str, Any]
+    mine: dict[str, Any]
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float, Decimal, str)) and isinstance(b, (int, float, Decimal, str)):
+        try:
+            return Decimal(str(a)) == Decimal(str(b))
+        except ArithmeticError:
+            return str(a) == str(b)
+    return a == b
+
+
+def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    return [name for name in after if not _equal(before.get(name), after[name])]
+
+
+def save_item(
+    item: models.Model,
+    actor: User,
+    *,
+    base_version: int,
+    base: dict[str, Any],
+    mine: dict[str, Any],
+) -> models.Model | Conflict:
+    """Save a member's edit without ever overwriting a change they have not seen.
+
+    `base` is what the form showed, `mine` what was submitted. Fields only I changed are
+    saved, whatever else changed meanwhile; a field that someone else changed too (to
+    something else) makes a Conflict, and nothing is saved.
+    """
+    model = type(item)
+    with transaction.atomic():
+        current = model.objects.select_for_update().get(pk=item.pk)
+        now = snapshot(current)
+        mine_changed = [f for f in changed_fields(base, mine) if f in now]
+        if current.version != base_version:  # type: ignore[attr-defined]
+            clashes = [
+                f
+                for f in mine_changed
+                if not _equal(now[f], base.get(f)) and not _equal(now[f], mine[f])
+            ]
+            if clashes:
+                return Conflict(current, clashes, base, now, mine)
+        changes = {f: mine[f] for f in mine_changed if not _equal(now[f], mine[f])}
+        if not changes:
+            return current
+        _apply(current, changes)
+        plan = _plan_of(current)
+        record_activity(
+            plan,
+            actor,
+            "updated",
+            kind_of(current),
+            item_id=current.pk,
+            item_label=label_of(current),
+            before={f: now[f] for f in changes},
+            after={f: changes[f] for f in changes},
+        )
+        return current
+
+
+def _plan_of(item: models.Model) -> Plan:
+    if isinstance(item, Assumption):
+        return item.choice.plan
+    return item.plan  # type: ignore[attr-defined]
+
+
+def create_item(
+    kind: str, plan: Plan, actor: User, values: dict[str, Any], **parent: Any
+) -> models.Model:
+    model = MODELS[kind]
+    scalars = {k: v for k, v in values.items() if k not in MANY}
+    if "owner" in scalars:
+        scalars["owner_id"] = scalars.pop("owner")
+    owner = {} if kind == "assumption" else {"plan": plan}
+    with transaction.atomic():
+        siblings = _siblings(kind, plan, parent)
+        item = model(**owner, **parent, **scalars, position=siblings.count())
+        item.full_clean(
+            exclude=["plan", "choice"], validate_unique=False, validate_constraints=False
+        )
+        item.save()
+        for name in MANY & set(values):
+            getattr(item, name).set(values[name])
+        record_activity(
+            plan,
+            actor,
+            "created",
+            kind,
+            item_id=item.pk,
+            item_label=label_of(item),
+            after=snapshot(item),
+        )
+    return item
+
+
+def _siblings(kind: str, plan: Plan, parent: dict[str, Any]):
+    if kind == "assumption":
+        return Assumption.objects.filter(**parent)
+    return MODELS[kind].objects.filter(plan=plan)
+
+
+def delete_item(item: models.Model, actor: User) -> None:
+    """Delete an item; the activity keeps all of it (assumptions of a choice too) for a revert."""
+    kind = kind_of(item)
+    plan = _plan_of(item)
+    before = snapshot(item)
+    before["_parent"] = item.choice_id if isinstance(item, Assumption) else None
+    if isinstance(item, StrategicChoice):
+        before["_assumptions"] = [
+            {**snapshot(a), "_verdict": _verdict(a)} for a in item.assumptions.all()
+        ]
+    with transaction.atomic():
+        record_activity(
+            plan, actor, "deleted", kind, item_id=item.pk, item_label=label_of(item), before=before
+        )
+        item.delete()
+
+
+def _verdict(assumption: Assumption) -> dict[str, Any]:
+    return {"status": assumption.status}
+
+
+def move_item(item: models.Model, actor: User, direction: int) -> None:
+    """Move a choice, assumption, initiative or stage one place up (-1) or down (+1)."""
+    kind = kind_of(item)
+    plan = _plan_of(item)
+    parent = {"choice_id": item.choice_id} if isinstance(item, Assumption) else {}
+    with transaction.atomic():
+        siblings = list(
+            _siblings(kind, plan, parent).select_for_update().order_by("position", "id")
+        )
+        index = next(i for i, s in enumerate(siblings) if s.pk == item.pk)
+        target = index + direction
+        if not 0 <= target < len(siblings):
+            return
+        siblings[index], siblings[target] = siblings[target], siblings[index]
+        for position, sibling in enumerate(siblings):
+            if sibling.position != position:
+                type(sibling).objects.filter(pk=sibling.pk).update(
+                    position=position, version=F("version") + 1
+                )
+        record_activity(
+            plan,
+            actor,
+            "moved",
+            kind,
+            item_id=item.pk,
+            item_label=label_of(item),
+            before={"position": index},
+            after={"position": target},
+        )
+
+
+class RevertError(Exception):
+    pass
+
+
+def revert_activity(activity: Activity, actor: User) -> Activity:
+    """Undo one change; the revert is itself a change, recorded like any other."""
+    kind = activity.item_type
+    if kind not in MODELS:
+        raise RevertError("This kind of change cannot be reverted.")
+    model = MODELS[kind]
+    plan = activity.plan
+    with transaction.atomic():
+        if activity.action == Activity.Action.CREATED:
+            item = model.objects.filter(pk=activity.item_id).first()
+            if item is None:
+                raise RevertError("It was deleted already.")
+            delete_item(item, actor)
+        elif activity.action == Activity.Action.DELETED:
+            _restore(kind, plan, actor, activity.before or {})
+        elif activity.action == Activity.Action.UPDATED:
+            item = model.objects.filter(pk=activity.item_id).first()
+            if item is None:
+                raise RevertError("The item was deleted since; revert its deletion first.")
+            before = {k: v for k, v in (activity.before or {}).items() if k in EDITABLE[kind]}
+            result = save_item(
+                item, actor, base_version=item.version, base=snapshot(item), mine=before
+            )  # type: ignore[attr-defined]
+            if isinstance(result, Conflict):
+                raise RevertError("It changed again since.")
+        else:
+            raise RevertError("This kind of change cannot be reverted.")
+        latest = Activity.objects.filter(plan=plan).order_by("-id").first()
+        assert latest is not None
+        Activity.objects.filter(pk=latest.pk).update(reverts=activity)
+        return latest
+
+
+def _restore(kind: str, plan: Plan, actor: User, before: dict[str, Any]) -> models.Model:
+    values = {k: v for k, v in before.items() if not k.startswith("_")}
+    parent = {"choice_id": before["_parent"]} if kind == "assumption" else {}
+    if kind == "assumption" and not StrategicChoice.objects.filter(pk=before["_parent"]).exists():
+        raise RevertError("Its choice was deleted since; revert that deletion first.")
+    _drop_missing(values)
+    item = create_item(kind, plan, actor, values, **parent)
+    for nested in before.get("_assumptions", []):
+        nested_values = {k: v for k, v in nested.items() if not k.startswith("_")}
+        _drop_missing(nested_values)
+        create_item("assumption", plan, actor, nested_values, choice_id=item.pk)
+    return item
+
+
+def _drop_missing(values: dict[str, Any]) -> None:
+    """Relations to things deleted since are left empty rather than failing the revert."""
+    if values.get("owner") and not Membership.objects.filter(pk=values["owner"]).exists():
+        values["owner"] = None
+    for name in MANY & set(values):
+        model = Stage if name == "stages" else StrategicChoice
+        values[name] = list(model.objects.filter(pk__in=values[name]).values_list("pk", flat=True))

@@ -2,21 +2,51 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
+from django.core.exceptions import BadRequest
 from django.db.models import Count, Prefetch, Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django_htmx.http import HttpResponseClientRefresh
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .models import Activity, Assumption, BTInitiative, Membership, Role, StrategicChoice
-from .forms import EmailPreferencesForm, NewPlanForm, ScheduleForm
+from lifecycle.models import Stage
+
+from .models import (
+    Activity,
+    Assumption,
+    BTInitiative,
+    ChoiceStatus,
+    Horizon,
+    Membership,
+    Plan,
+    Role,
+    StrategicChoice,
+)
+from . import live
+from .forms import ITEM_FORMS, EmailPreferencesForm, NewPlanForm, ScheduleForm
 from .planfile import PlanFileError, export_plan, load_plan_file
 from .services import (
+    Conflict,
+    changed_fields,
+    RevertError,
+    create_item,
+    delete_item,
     get_plan_for_user,
+    kind_of,
+    label_of,
+    move_item,
+    require_editor,
+    revert_activity,
+    save_item,
+    snapshot,
     plans_for_user,
     record_activity,
     require_facilitator,
@@ -47,18 +77,16 @@ def plan_list(request: HttpRequest) -> HttpResponse:
     return render(request, "planning/plan_list.html", {"rows": rows})
 
 
+BOARD_FILTERS = ("bu", "owner", "status", "horizon")
+
+
 @require_GET
 @login_required
 def board(request: HttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
+    filters = {name: request.GET.get(name, "") for name in BOARD_FILTERS}
+    choices = _board_choices(plan, filters)
     stages = list(plan.stages.all())
-    assumptions = Assumption.objects.select_related("owner__user").order_by("position", "id")
-    choices = (
-        StrategicChoice.objects.filter(plan=plan)
-        .select_related("owner__user")
-        .prefetch_related("stages", Prefetch("assumptions", queryset=assumptions))
-        .order_by("position", "id")
-    )
     by_stage: dict[int, list[StrategicChoice]] = defaultdict(list)
     unplaced: list[StrategicChoice] = []
     for choice in choices:
@@ -72,18 +100,47 @@ def board(request: HttpRequest, slug: str) -> HttpResponse:
         .prefetch_related("stages", "choices")
         .order_by("position", "id")
     )
-    columns = [(stage, by_stage[stage.pk]) for stage in stages]
-    return render(
-        request,
-        "planning/board.html",
-        {
-            "plan": plan,
-            "membership": membership,
-            "columns": columns,
-            "unplaced": unplaced,
-            "initiatives": initiatives,
+    members = list(plan.memberships.select_related("user"))
+    context = {
+        "plan": plan,
+        "membership": membership,
+        "columns": [(stage, by_stage[stage.pk]) for stage in stages],
+        "unplaced": unplaced,
+        "initiatives": initiatives,
+        "filters": {**filters, "active": any(filters.values())},
+        "filter_options": {
+            "bu": sorted(
+                {m.business_unit for m in members if m.business_unit}
+                | set(
+                    plan.choices.exclude(business_unit="").values_list("business_unit", flat=True)
+                )
+            ),
+            "owners": members,
+            "statuses": ChoiceStatus.choices,
+            "horizons": Horizon.choices,
         },
+    }
+    template = "planning/board.html#board_body" if request.htmx else "planning/board.html"
+    return render(request, template, context)
+
+
+def _board_choices(plan: Plan, filters: dict[str, str]):
+    assumptions = Assumption.objects.select_related("owner__user").order_by("position", "id")
+    choices = (
+        StrategicChoice.objects.filter(plan=plan)
+        .select_related("owner__user")
+        .prefetch_related("stages", Prefetch("assumptions", queryset=assumptions))
+        .order_by("position", "id")
     )
+    if filters["bu"]:
+        choices = choices.filter(business_unit=filters["bu"])
+    if filters["owner"].isdigit():
+        choices = choices.filter(owner_id=int(filters["owner"]))
+    if filters["status"]:
+        choices = choices.filter(status=filters["status"])
+    if filters["horizon"]:
+        choices = choices.filter(horizon=filters["horizon"])
+    return choices
 
 
 @require_GET
@@ -126,9 +183,16 @@ def plan_settings(request: HttpRequest, slug: str) -> HttpResponse:
                 with transaction.atomic():
                     plan = schedule.save()
                     after = {f: str(getattr(plan, f)) for f in ScheduleForm.Meta.fields}
-                    record_activity(plan, request.user, "updated", "schedule",
-                                    item_id=plan.pk, item_label=plan.schedule_display,
-                                    before=before, after=after)
+                    record_activity(
+                        plan,
+                        request.user,
+                        "updated",
+                        "schedule",
+                        item_id=plan.pk,
+                        item_label=plan.schedule_display,
+                        before=before,
+                        after=after,
+                    )
                 messages.success(request, f"Re-test schedule saved: {plan.schedule_display}.")
                 return redirect("planning:settings", slug=plan.slug)
         else:
@@ -158,7 +222,9 @@ def new_plan(request: HttpRequest) -> HttpResponse:
                 if upload:
                     plan = start_plan_from_file(request.user, load_plan_file(upload.read()))
                 else:
-                    plan = start_plan(request.user, form.cleaned_data["name"], form.cleaned_data["slug"])
+                    plan = start_plan(
+                        request.user, form.cleaned_data["name"], form.cleaned_data["slug"]
+                    )
             except PlanFileError as error:
                 file_errors = error.errors
             else:
@@ -177,6 +243,303 @@ def new_plan(request: HttpRequest) -> HttpResponse:
 def plan_file(request: HttpRequest, slug: str) -> JsonResponse:
     """The plan as a file (DOMAIN §6), to keep, share or start another plan from."""
     plan, _ = get_plan_for_user(request.user, slug)
-    response = JsonResponse(export_plan(plan), json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response = JsonResponse(
+        export_plan(plan), json_dumps_params={"indent": 2, "ensure_ascii": False}
+    )
     response["Content-Disposition"] = f'attachment; filename="{plan.slug}.json"'
     return response
+
+
+# --- editing the board in place ----------------------------------------------------------------
+# One set of views serves choices, assumptions, initiatives and stages. With HTMX they answer
+# with fragments; without JavaScript the same URLs render whole pages and redirect after a save.
+
+ITEM_QUERYSETS = {
+    "choice": lambda plan: StrategicChoice.objects.filter(plan=plan).select_related("owner__user"),
+    "assumption": lambda plan: Assumption.objects.filter(choice__plan=plan).select_related(
+        "choice", "owner__user"
+    ),
+    "initiative": lambda plan: BTInitiative.objects.filter(plan=plan),
+    "stage": lambda plan: Stage.objects.filter(plan=plan),
+}
+KIND_NAMES = {
+    "choice": "strategic choice",
+    "assumption": "assumption",
+    "initiative": "BT initiative",
+    "stage": "stage",
+}
+
+
+def _item(plan: Plan, kind: str, pk: int):
+    return get_object_or_404(ITEM_QUERYSETS[kind](plan), pk=pk)
+
+
+def _require_rights(kind: str, membership: Membership) -> None:
+    (require_facilitator if kind == "stage" else require_editor)(membership)
+
+
+def _board_url(plan: Plan, item=None) -> str:
+    url = reverse("planning:board", args=[plan.slug])
+    return f"{url}#{item_anchor(item)}" if item is not None else url
+
+
+def item_anchor(item) -> str:
+    return f"{kind_of(item)}-{item.pk}"
+
+
+def _form_context(
+    request, plan, membership, kind, form, item=None, parent=None, conflict=None, base=None
+):
+    return {
+        "plan": plan,
+        "membership": membership,
+        "kind": kind,
+        "kind_name": KIND_NAMES[kind],
+        "form": form,
+        "item": item,
+        "parent": parent,
+        "conflict": conflict,
+        "base_json": json.dumps(base if base is not None else (snapshot(item) if item else {})),
+        "version": getattr(conflict.current if conflict else item, "version", 0),
+        "stage_id": request.GET.get("in") or request.POST.get("in") or None,
+    }
+
+
+def _render_item(request: HttpRequest, plan: Plan, membership: Membership, item, status: int = 200):
+    """The item as it now is: a fragment for HTMX, else back to the board."""
+    if not request.htmx:
+        return redirect(_board_url(plan, item))
+    kind = kind_of(item)
+    context = {
+        "plan": plan,
+        "membership": membership,
+        "item": item,
+        "stage_id": request.GET.get("in") or request.POST.get("in"),
+    }
+    if kind == "choice":
+        context["choice"] = item
+    elif kind == "assumption":
+        context["assumption"] = item
+    elif kind == "initiative":
+        context["initiative"] = item
+    else:
+        context["stage"] = item
+    return render(request, f"planning/board.html#{kind}_item", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def item_new(
+    request: HttpRequest, slug: str, kind: str, parent_pk: int | None = None
+) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    _require_rights(kind, membership)
+    parent = _item(plan, "choice", parent_pk) if kind == "assumption" else None
+    instance = ITEM_FORMS[kind]._meta.model(**({"choice": parent} if parent else {"plan": plan}))
+    initial = {"stages": [request.GET["stage"]]} if request.GET.get("stage", "").isdigit() else {}
+    form = ITEM_FORMS[kind](request.POST or None, plan=plan, instance=instance, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        values = form.values()
+        item = create_item(
+            kind, plan, request.user, values, **({"choice_id": parent.pk} if parent else {})
+        )
+        if kind == "stage" and request.htmx:
+            return HttpResponseClientRefresh()  # a new column: the board is laid out again
+        return _render_item(request, plan, membership, item)
+    context = _form_context(request, plan, membership, kind, form, parent=parent)
+    status = 422 if form.errors else 200
+    template = "planning/item_form.html" + ("#item_form" if request.htmx else "")
+    return render(request, template, context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def item_edit(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    _require_rights(kind, membership)
+    item = _item(plan, kind, pk)
+    form = ITEM_FORMS[kind](request.POST or None, plan=plan, instance=item)
+    if request.method == "GET":
+        context = _form_context(request, plan, membership, kind, form, item=item)
+        return render(
+            request, "planning/item_form.html" + ("#item_form" if request.htmx else ""), context
+        )
+    base, version = _posted_base(request)
+    if request.POST.get("resolve") == "theirs":
+        return _render_item(request, plan, membership, _item(plan, kind, pk))
+    if not form.is_valid():
+        context = _form_context(request, plan, membership, kind, form, item=item, base=base)
+        context["version"] = version
+        return render(
+            request,
+            "planning/item_form.html" + ("#item_form" if request.htmx else ""),
+            context,
+            status=422,
+        )
+    result = save_item(item, request.user, base_version=version, base=base, mine=form.values())
+    if isinstance(result, Conflict):
+        # The form comes back with my changes over their current values: "Keep mine" saves
+        # it as is, and fields only they changed keep their version.
+        merged = merge_for_form(base, result)
+        merge_form = ITEM_FORMS[kind](plan=plan, instance=result.current, initial=merged)
+        context = _form_context(
+            request,
+            plan,
+            membership,
+            kind,
+            merge_form,
+            item=result.current,
+            conflict=result,
+            base=result.theirs,
+        )
+        context["rows"] = conflict_rows(result, merge_form)
+        return render(
+            request,
+            "planning/item_form.html" + ("#item_form" if request.htmx else ""),
+            context,
+            status=409,
+        )
+    return _render_item(request, plan, membership, _item(plan, kind, pk))
+
+
+def _posted_base(request: HttpRequest) -> tuple[dict, int]:
+    try:
+        base = json.loads(request.POST.get("base") or "{}")
+        version = int(request.POST.get("version") or 0)
+    except ValueError:
+        raise BadRequest("The form was damaged; reload the page and edit again.") from None
+    if not isinstance(base, dict):
+        raise BadRequest("The form was damaged; reload the page and edit again.")
+    return base, version
+
+
+def merge_for_form(base: dict, conflict: Conflict) -> dict:
+    mine_changed = set(changed_fields(base, conflict.mine))
+    merged = {
+        name: conflict.mine[name] if name in mine_changed else value
+        for name, value in conflict.theirs.items()
+    }
+    for name, value in (merged.get("params") or {}).items():
+        merged[f"param_{name}"] = value
+    return merged
+
+
+def conflict_rows(conflict: Conflict, form) -> list[dict]:
+    """Theirs and mine, field by field, in words."""
+    rows = []
+    for name in conflict.fields:
+        field = form.fields.get(name)
+        rows.append(
+            {
+                "name": name,
+                "label": field.label if field else name,
+                "theirs": describe_value(form, name, conflict.theirs.get(name)),
+                "mine": describe_value(form, name, conflict.mine.get(name)),
+            }
+        )
+    return rows
+
+
+def describe_value(form, name: str, value) -> str:
+    if value in (None, "", []):
+        return "—"
+    field = form.fields.get(name)
+    choices = getattr(field, "choices", None)
+    if name in {"stages", "choices", "owner"} and field is not None:
+        labels = {obj.pk: field.label_from_instance(obj) for obj in field.queryset}
+        ids = value if isinstance(value, list) else [value]
+        return ", ".join(labels.get(i, "(removed)") for i in ids)
+    if choices:
+        return dict((str(k), v) for k, v in choices).get(str(value), str(value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "—"
+    return str(value)
+
+
+@require_GET
+@login_required
+def item_view(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+    """The item alone: what Cancel and live updates fetch."""
+    plan, membership = get_plan_for_user(request.user, slug)
+    item = _item(plan, kind, pk)
+    if not request.htmx:
+        return redirect(_board_url(plan, item))
+    return _render_item(request, plan, membership, item)
+
+
+@require_POST
+@login_required
+def item_delete(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    _require_rights(kind, membership)
+    item = _item(plan, kind, pk)
+    label = label_of(item)
+    delete_item(item, request.user)
+    if request.htmx:
+        return HttpResponse("")
+    messages.success(request, f"Deleted “{label}”. You can revert it from the activity.")
+    return redirect(_board_url(plan))
+
+
+@require_POST
+@login_required
+def item_move(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    _require_rights(kind, membership)
+    item = _item(plan, kind, pk)
+    direction = {"up": -1, "down": 1}.get(request.POST.get("direction", ""))
+    if direction is None:
+        raise BadRequest("Move up or down.")
+    move_item(item, request.user, direction)
+    if request.htmx:
+        return HttpResponseClientRefresh()
+    return redirect(_board_url(plan, item))
+
+
+@require_POST
+@login_required
+def activity_revert(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    require_editor(membership)
+    entry = get_object_or_404(Activity, plan=plan, pk=pk)
+    if entry.item_type == "stage":
+        require_facilitator(membership)
+    try:
+        revert_activity(entry, request.user)
+    except RevertError as error:
+        messages.error(request, f"Not reverted: {error}")
+    else:
+        messages.success(request, f"Reverted: {entry.get_action_display()} {entry.item_label}.")
+    return redirect("planning:activity", slug=plan.slug)
+
+
+# --- live: the event stream and presence --------------------------------------------------------
+
+
+@require_GET
+@login_required
+async def events(request: HttpRequest, slug: str) -> StreamingHttpResponse:
+    """Server-sent events for an open board. Served through ASGI: an open stream costs no
+    thread. Outsiders get 404 here like everywhere."""
+    user = await request.auser()
+    plan, _ = await sync_to_async(get_plan_for_user)(user, slug)
+    seen = request.headers.get("Last-Event-ID") or request.GET.get("v") or ""
+    response = StreamingHttpResponse(
+        live.stream(plan.pk, user.pk, int(seen) if seen.isdigit() else None),
+        content_type="text/event-stream",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+@require_POST
+@login_required
+def presence(request: HttpRequest, slug: str) -> HttpResponse:
+    """What this open board is editing now (an item key, or nothing)."""
+    plan, _ = get_plan_for_user(request.user, slug)
+    connection = request.POST.get("connection", "")
+    if not connection or len(connection) > 40:
+        raise BadRequest("No connection.")
+    live.touch_presence(plan.pk, request.user.pk, connection, request.POST.get("editing", ""))
+    return HttpResponse(status=204)

@@ -1,0 +1,204 @@
+// The live board: server-sent events say "the plan changed"; the board re-fetches itself
+// through the normal view and swaps in the new state around any form a member has open, so
+// nobody loses what they are typing. Also: presence, and keyboard use of the edit forms.
+(function () {
+  "use strict";
+  var root = document.querySelector("[data-live-root]");
+  if (!root) return;
+  var version = parseInt(root.dataset.version, 10);
+  var connection = null;
+  var people = [];
+  var status = document.getElementById("live-status");
+  var csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"];
+  var source = null;
+  var refreshing = null;
+  var again = false;
+
+  function setStatus(text) {
+    if (!status) return;
+    status.textContent = text;
+    status.hidden = !text;
+  }
+
+  function connect() {
+    source = new EventSource(root.dataset.eventsUrl + "?v=" + version);
+    source.addEventListener("hello", function (e) {
+      connection = JSON.parse(e.data).connection;
+      setStatus("");
+      sendEditing();
+    });
+    source.addEventListener("changed", function (e) {
+      var next = JSON.parse(e.data).version;
+      if (next !== version) {
+        version = next;
+        refresh();
+      }
+    });
+    source.addEventListener("presence", function (e) {
+      people = JSON.parse(e.data);
+      showPresence();
+    });
+    source.addEventListener("gone", function () {
+      setStatus("This plan no longer exists.");
+      source.close();
+    });
+    source.onerror = function () {
+      setStatus("Connection lost, reconnecting…");
+      if (source.readyState === EventSource.CLOSED) {
+        setTimeout(connect, 2000); // the browser gave up; we do not
+      }
+    };
+  }
+
+  // --- refreshing the board without losing open forms ------------------------------------------
+
+  function refresh() {
+    if (refreshing) {
+      again = true;
+      return;
+    }
+    refreshing = fetch(root.dataset.boardUrl, {headers: {"HX-Request": "true"}, credentials: "same-origin"})
+      .then(function (response) {
+        if (!response.ok) throw new Error(response.status);
+        return response.text();
+      })
+      .then(reconcile)
+      .catch(function () { setStatus("Could not refresh the board; retrying…"); again = true; })
+      .finally(function () {
+        refreshing = null;
+        if (again) {
+          again = false;
+          setTimeout(refresh, 200);
+        }
+      });
+  }
+
+  function reconcile(html) {
+    var active = document.activeElement;
+    var selection = null;
+    if (active && root.contains(active) && typeof active.selectionStart === "number") {
+      selection = [active.selectionStart, active.selectionEnd];
+    }
+    var open = Array.prototype.map.call(root.querySelectorAll("[data-editing]"), function (el) {
+      return {el: el, key: el.dataset.key, slot: el.parentElement ? el.parentElement.id : ""};
+    });
+    open.forEach(function (o) { o.el.remove(); });
+    root.innerHTML = html;
+    open.forEach(function (o) {
+      var target = o.key && root.querySelector('[data-key="' + CSS.escape(o.key) + '"]');
+      var slot = o.slot && document.getElementById(o.slot);
+      if (target) {
+        target.replaceWith(o.el);
+      } else if (slot) {
+        slot.appendChild(o.el);
+      } else {
+        o.el.classList.add("orphan");
+        if (!o.el.querySelector(".orphan-note")) {
+          var note = document.createElement("p");
+          note.className = "orphan-note";
+          note.setAttribute("role", "alert");
+          note.textContent = "Someone deleted this while you were editing it. Save to keep your version, or cancel.";
+          o.el.prepend(note);
+        }
+        root.prepend(o.el);
+      }
+    });
+    htmx.process(root);
+    if (active && document.contains(active)) {
+      active.focus();
+      if (selection) active.setSelectionRange(selection[0], selection[1]);
+    }
+    showPresence();
+    setStatus("");
+  }
+
+  // --- presence: who is here, who edits what -----------------------------------------------------
+
+  function showPresence() {
+    var list = document.getElementById("presence");
+    if (list) {
+      list.innerHTML = "";
+      people.forEach(function (p) {
+        var chip = document.createElement("span");
+        chip.className = "person";
+        chip.textContent = p.name + (p.role ? " (" + p.role + ")" : "");
+        chip.title = p.editing.length ? "editing" : "viewing";
+        list.appendChild(chip);
+      });
+      list.setAttribute("aria-label", people.length + " people have this plan open");
+    }
+    root.querySelectorAll(".editing-by").forEach(function (el) { el.remove(); });
+    var me = String(list ? list.dataset.me : "");
+    people.forEach(function (p) {
+      if (String(p.id) === me) return;
+      p.editing.forEach(function (item) {
+        root.querySelectorAll('[data-item="' + CSS.escape(item) + '"]').forEach(function (el) {
+          if (el.hasAttribute("data-editing")) return;
+          var badge = document.createElement("p");
+          badge.className = "editing-by";
+          badge.textContent = p.name + (p.role ? " (" + p.role + ")" : "") + " is editing";
+          el.prepend(badge);
+        });
+      });
+    });
+  }
+
+  function sendEditing() {
+    if (!connection) return;
+    var forms = root.querySelectorAll("[data-editing]");
+    var editing = forms.length ? (forms[0].dataset.item || "new-" + forms[0].dataset.new) : "";
+    var body = new URLSearchParams({connection: connection, editing: editing});
+    fetch(root.dataset.presenceUrl, {
+      method: "POST", body: body, credentials: "same-origin", headers: {"X-CSRFToken": csrf},
+    });
+  }
+
+  // --- keyboard: focus lands in the form, Escape cancels, Enter saves ------------------------------
+
+  document.body.addEventListener("htmx:afterSwap", function (e) {
+    var form = e.target.querySelector ? e.target.querySelector("[data-editing] form") : null;
+    if (!form && e.target.matches && e.target.matches("[data-editing]")) form = e.target.querySelector("form");
+    if (form) {
+      var first = form.querySelector("input:not([type=hidden]), textarea, select");
+      if (first) first.focus();
+    }
+    sendEditing();
+  });
+
+  root.addEventListener("keydown", function (e) {
+    var article = e.target.closest && e.target.closest("[data-editing]");
+    if (!article) return;
+    if (e.key === "Escape") {
+      e.preventDefault();
+      cancel(article);
+    } else if (e.key === "Enter" && e.target.tagName === "TEXTAREA" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      article.querySelector("form").requestSubmit();
+    }
+  });
+
+  root.addEventListener("click", function (e) {
+    var button = e.target.closest && e.target.closest("[data-cancel][data-remove]");
+    if (!button) return;
+    e.preventDefault();
+    cancel(button.closest("[data-editing]"));
+  });
+
+  function cancel(article) {
+    var button = article.querySelector("[data-cancel]");
+    if (button && button.hasAttribute("data-remove")) {
+      article.remove();
+      sendEditing();
+    } else if (button) {
+      htmx.trigger(button, "click");
+    }
+  }
+
+  // Filters apply as soon as they change.
+  document.querySelectorAll(".filters select").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.requestSubmit(); });
+  });
+
+  window.addEventListener("beforeunload", function () { if (source) source.close(); });
+  connect();
+})();
