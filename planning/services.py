@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -14,8 +15,16 @@ from django.http import Http404
 
 from lifecycle.models import DEFAULT_STAGES, Stage
 
-from . import live
-from .models import Activity, Assumption, BTInitiative, Membership, Plan, StrategicChoice
+from . import live, tasks
+from .models import (
+    Activity,
+    Assumption,
+    BTInitiative,
+    Comment,
+    Membership,
+    Plan,
+    StrategicChoice,
+)
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -409,3 +418,33 @@ def _drop_missing(values: dict[str, Any]) -> None:
     for name in MANY & set(values):
         model = Stage if name == "stages" else StrategicChoice
         values[name] = list(model.objects.filter(pk__in=values[name]).values_list("pk", flat=True))
+
+
+# --- comments and @mentions ------------------------------------------------------------------
+
+MENTION = re.compile(r"(?<![\w@])@([\w.+-]+)")
+
+
+def mentioned_members(plan: Plan, body: str) -> list[Membership]:
+    """Members named as @username in a comment (a member never mentions themself)."""
+    names = {name.lower().rstrip(".") for name in MENTION.findall(body)}
+    if not names:
+        return []
+    members = plan.memberships.select_related("user")
+    return [m for m in members if m.user.get_username().lower() in names]
+
+
+def add_comment(plan: Plan, actor: User, target: models.Model, body: str) -> Comment:
+    """A comment on a choice or an assumption; mentioned members are told by e-mail."""
+    body = body.strip()
+    kind = kind_of(target)
+    with transaction.atomic():
+        comment = Comment.objects.create(
+            plan=plan, author=actor, body=body, **{kind: target}
+        )
+        record_activity(plan, actor, "created", "comment", item_id=comment.pk,
+                        item_label=f"on “{label_of(target)}”", after={"body": body})
+        for member in mentioned_members(plan, body):
+            if member.user_id != actor.pk and member.user.email:
+                tasks.send_mention.delay_on_commit(comment.pk, member.pk)
+    return comment

@@ -55,3 +55,12 @@ for kind, plural in [
             name=f"{kind}_move",
         ),
     ]
+    if kind in {"choice", "assumption"}:
+        urlpatterns.append(
+            path(
+                f"<slug:slug>/{plural}/<int:pk>/comments/",
+                views.comments,
+                {"kind": kind},
+                name=f"{kind}_comments",
+            )
+        )

@@ -35,6 +35,7 @@ from .forms import ITEM_FORMS, EmailPreferencesForm, NewPlanForm, ScheduleForm
 from .planfile import PlanFileError, export_plan, load_plan_file
 from .services import (
     Conflict,
+    add_comment,
     changed_fields,
     RevertError,
     create_item,
@@ -125,10 +126,15 @@ def board(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _board_choices(plan: Plan, filters: dict[str, str]):
-    assumptions = Assumption.objects.select_related("owner__user").order_by("position", "id")
+    assumptions = (
+        Assumption.objects.select_related("owner__user")
+        .annotate(comment_count=Count("comments"))
+        .order_by("position", "id")
+    )
     choices = (
         StrategicChoice.objects.filter(plan=plan)
         .select_related("owner__user")
+        .annotate(comment_count=Count("comments"))
         .prefetch_related("stages", Prefetch("assumptions", queryset=assumptions))
         .order_by("position", "id")
     )
@@ -255,9 +261,15 @@ def plan_file(request: HttpRequest, slug: str) -> JsonResponse:
 # with fragments; without JavaScript the same URLs render whole pages and redirect after a save.
 
 ITEM_QUERYSETS = {
-    "choice": lambda plan: StrategicChoice.objects.filter(plan=plan).select_related("owner__user"),
-    "assumption": lambda plan: Assumption.objects.filter(choice__plan=plan).select_related(
-        "choice", "owner__user"
+    "choice": lambda plan: (
+        StrategicChoice.objects.filter(plan=plan)
+        .select_related("owner__user")
+        .annotate(comment_count=Count("comments"))
+    ),
+    "assumption": lambda plan: (
+        Assumption.objects.filter(choice__plan=plan)
+        .select_related("choice", "owner__user")
+        .annotate(comment_count=Count("comments"))
     ),
     "initiative": lambda plan: BTInitiative.objects.filter(plan=plan),
     "stage": lambda plan: Stage.objects.filter(plan=plan),
@@ -543,3 +555,36 @@ def presence(request: HttpRequest, slug: str) -> HttpResponse:
         raise BadRequest("No connection.")
     live.touch_presence(plan.pk, request.user.pk, connection, request.POST.get("editing", ""))
     return HttpResponse(status=204)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def comments(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+    """The comments on a choice or an assumption, and a box to add one (@name mentions)."""
+    plan, membership = get_plan_for_user(request.user, slug)
+    target = _item(plan, kind, pk)
+    error = ""
+    if request.method == "POST":
+        require_editor(membership)
+        body = request.POST.get("body", "").strip()
+        if not body:
+            error = "Write something first."
+        elif len(body) > 5000:
+            error = "A comment has at most 5,000 characters."
+        else:
+            add_comment(plan, request.user, target, body)
+            if not request.htmx:
+                return redirect(reverse(f"planning:{kind}_comments", args=[plan.slug, pk]))
+    thread = target.comments.select_related("author").order_by("created_at", "id")
+    context = {
+        "plan": plan,
+        "membership": membership,
+        "kind": kind,
+        "target": target,
+        "thread": thread,
+        "error": error,
+        "stage_id": request.GET.get("in") or request.POST.get("in") or "",
+        "members": plan.memberships.select_related("user"),
+    }
+    template = "planning/comments.html" + ("#panel" if request.htmx else "")
+    return render(request, template, context, status=422 if error else 200)

@@ -1,0 +1,83 @@
+"""Comments on choices and assumptions, with @mentions e-mailed over real SMTP."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from planning.models import Activity, Assumption, Comment, StrategicChoice
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def choice(plan):
+    return StrategicChoice.objects.create(plan=plan, title="Launch a loyalty subscription")
+
+
+def url(plan, choice):
+    return reverse("planning:choice_comments", args=[plan.slug, choice.pk])
+
+
+def test_a_comment_mentioning_a_member_emails_them(
+    plan, cmo, cio, choice, smtp_server, tasks_inline, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = cmo.client.post(
+            url(plan, choice), {"body": "@maya can the billing platform carry this?"},
+            headers={"HX-Request": "true"},
+        )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" not in html
+    assert "can the billing platform carry this?" in html
+    comment = Comment.objects.get()
+    assert (comment.choice, comment.author) == (choice, cmo.user)
+    assert Activity.objects.filter(plan=plan, item_type="comment", action="created").exists()
+    assert len(smtp_server.messages) == 1
+    message = smtp_server.messages[0]
+    assert message.envelope_rcpt_tos == ["maya@example.com"]
+    assert message["Subject"] == "Ana Tester mentioned you in “FY2027 growth plan”"
+    assert "can the billing platform carry this?" in message.get_content()
+
+
+def test_no_email_for_unknown_names_or_oneself(plan, cmo, choice, smtp_server, tasks_inline,
+                                              django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        cmo.client.post(url(plan, choice), {"body": "@ana note to self, and @nobody"})
+    assert Comment.objects.count() == 1
+    assert smtp_server.messages == []
+
+
+def test_comments_on_an_assumption_plain_post_redirects(plan, cmo, choice):
+    assumption = Assumption.objects.create(choice=choice, statement="30% buy again")
+    target = reverse("planning:assumption_comments", args=[plan.slug, assumption.pk])
+    response = cmo.client.post(target, {"body": "Source: the 2025 cohort study."})
+    assert response.status_code == 302
+    assert Comment.objects.get().assumption == assumption
+    assert "Source: the 2025 cohort study." in cmo.client.get(target).content.decode()
+
+
+def test_empty_comment_is_explained(plan, cmo, choice):
+    response = cmo.client.post(url(plan, choice), {"body": "  "})
+    assert response.status_code == 422
+    assert "Write something first." in response.content.decode()
+    assert Comment.objects.count() == 0
+
+
+def test_observers_read_but_cannot_comment_and_outsiders_see_nothing(plan, cmo, observer, outsider, choice):
+    cmo.client.post(url(plan, choice), {"body": "First"})
+    page = observer.client.get(url(plan, choice)).content.decode()
+    assert "First" in page and "Your comment" not in page
+    assert observer.client.post(url(plan, choice), {"body": "Sneaky"}).status_code == 403
+    assert outsider.client.get(url(plan, choice)).status_code == 404
+    assert outsider.client.post(url(plan, choice), {"body": "x"}).status_code == 404
+    assert Comment.objects.count() == 1
+
+
+def test_comment_counts_show_on_the_board(plan, cmo, choice):
+    choice.stages.set([plan.stages.get(name="Buy")])
+    cmo.client.post(url(plan, choice), {"body": "One"})
+    cmo.client.post(url(plan, choice), {"body": "Two"})
+    html = cmo.client.get(reverse("planning:board", args=[plan.slug])).content.decode()
+    assert "💬 2" in html
