@@ -5,20 +5,22 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.core.exceptions import BadRequest
+from django.db import transaction
 from django.db.models import Count, Prefetch, Q
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django_htmx.http import HttpResponseClientRefresh
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
 from lifecycle.models import Stage
 
+from . import live
+from .forms import ITEM_FORMS, EmailPreferencesForm, NewPlanForm, ScheduleForm
 from .models import (
     Activity,
     Assumption,
@@ -30,27 +32,25 @@ from .models import (
     Role,
     StrategicChoice,
 )
-from . import live
-from .forms import ITEM_FORMS, EmailPreferencesForm, NewPlanForm, ScheduleForm
 from .planfile import PlanFileError, export_plan, load_plan_file
 from .services import (
     Conflict,
+    RevertError,
     add_comment,
     changed_fields,
-    RevertError,
     create_item,
     delete_item,
     get_plan_for_user,
     kind_of,
     label_of,
     move_item,
+    plans_for_user,
+    record_activity,
     require_editor,
+    require_facilitator,
     revert_activity,
     save_item,
     snapshot,
-    plans_for_user,
-    record_activity,
-    require_facilitator,
     start_plan,
     start_plan_from_file,
 )
@@ -164,13 +164,109 @@ def members(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 @login_required
 def activity(request: HttpRequest, slug: str) -> HttpResponse:
+    """Every change to the plan, newest first, by item and by person; each can be reverted."""
     plan, membership = get_plan_for_user(request.user, slug)
-    entries = Activity.objects.filter(plan=plan).select_related("actor")[:200]
+    entries = Activity.objects.filter(plan=plan).select_related("actor", "reverts")
+    item_type = request.GET.get("type", "")
+    item_id = request.GET.get("item", "")
+    actor = request.GET.get("person", "")
+    if item_type:
+        entries = entries.filter(item_type=item_type)
+    if item_id.isdigit():
+        entries = entries.filter(item_id=int(item_id))
+    if actor.isdigit():
+        entries = entries.filter(actor_id=int(actor))
+    page = list(entries[:200])
+    people = list(plan.memberships.select_related("user"))
+    names = {
+        "stages": dict(plan.stages.values_list("pk", "name")),
+        "choices": dict(plan.choices.values_list("pk", "title")),
+        "owner": {m.pk: m.display_name for m in people},
+    }
     return render(
         request,
         "planning/activity.html",
-        {"plan": plan, "membership": membership, "entries": entries},
+        {
+            "plan": plan,
+            "membership": membership,
+            "entries": [(entry, describe_change(entry, names)) for entry in page],
+            "people": people,
+            "filters": {"type": item_type, "item": item_id, "person": actor},
+            "types": [
+                ("choice", "Choices"),
+                ("assumption", "Assumptions"),
+                ("initiative", "Initiatives"),
+                ("stage", "Stages"),
+                ("comment", "Comments"),
+                ("plan", "Plan"),
+                ("schedule", "Schedule"),
+            ],
+            "revertible": {"choice", "assumption", "initiative", "stage"},
+        },
     )
+
+
+FIELD_LABELS = {
+    "title": "Title",
+    "statement": "Statement",
+    "stages": "Stages",
+    "owner": "Owner",
+    "business_unit": "Business unit",
+    "horizon": "Horizon",
+    "status": "Status",
+    "rationale": "Rationale",
+    "importance": "Importance",
+    "evidence": "Evidence",
+    "metric": "Metric",
+    "params": "Parameters",
+    "comparator": "Comparator",
+    "threshold": "Threshold",
+    "threshold_high": "Upper threshold",
+    "min_sample": "Minimum sample",
+    "segment": "Segment",
+    "channel": "Channel",
+    "window_days": "Window (days)",
+    "choices": "Serves",
+    "cost_estimate": "Cost estimate",
+    "name": "Name",
+    "position": "Position",
+    "body": "Comment",
+    "observed": "Observed",
+}
+
+
+def describe_change(entry: Activity, names: dict[str, dict]) -> list[dict[str, str]]:
+    """Before → after, field by field, for the fields the change touched; ids become names."""
+    before, after = entry.before or {}, entry.after or {}
+    if entry.action in {"created", "deleted"} or entry.item_type == "plan":
+        return []
+    fields = [n for n in dict.fromkeys([*before, *after]) if not n.startswith("_")]
+
+    def show(name: str, value):
+        if name in names:
+            ids = value if isinstance(value, list) else [value]
+            value = [names[name].get(i, "(removed)") for i in ids if i is not None]
+        return _short(value)
+
+    return [
+        {
+            "label": FIELD_LABELS.get(n, n),
+            "before": show(n, before.get(n)),
+            "after": show(n, after.get(n)),
+        }
+        for n in fields
+    ]
+
+
+def _short(value) -> str:
+    if value in (None, "", [], {}):
+        return "—"
+    if isinstance(value, dict):
+        value = ", ".join(f"{k} {v}" for k, v in value.items())
+    if isinstance(value, list):
+        value = ", ".join(str(v) for v in value)
+    text = str(value)
+    return text if len(text) <= 120 else text[:117] + "…"
 
 
 @require_http_methods(["GET", "POST"])
