@@ -1,7 +1,8 @@
+# ruff: noqa: S608 - statements are built from this module's constants; values are parameters.
 """The metric engine (DOMAIN §5): one SQL statement per metric, run in the database.
 
 Each metric returns a `Measurement` (value, sample size, 95% interval); `verdict` turns it and
-the test's comparator into a status. SQL is written once with two small dialect helpers, so
+the test's comparator into a status. SQL is written once with a few small dialect helpers, so
 the same statements run on PostgreSQL and on the SQLite default.
 """
 
@@ -10,15 +11,19 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import connection
 
 from lifecycle.models import EventMapping, Stage
-from planning.models import Assumption, AssumptionStatus, Metric
+from planning.models import Assumption, AssumptionStatus, Metric, clean_metric_params
 
 Z = 1.96
 EVENTS = "insights_event"
+# Longer than the calendar (years 1–9999): any span beyond it reaches past every event.
+MAX_DAYS = 3_660_000
 
 
 class MetricError(Exception):
@@ -46,12 +51,12 @@ class Scope:
     @property
     def window_start(self) -> dt.datetime | None:
         """Events of the window are after this moment (exclusive), None: no lower bound."""
-        return self.as_of - dt.timedelta(days=self.window_days) if self.window_days else None
+        return days_before(self.as_of, self.window_days) if self.window_days else None
 
     def filters(self, alias: str = "e") -> tuple[str, list[Any]]:
         """SQL conditions for the filtered events up to as_of (no window), and their params."""
         sql = [f"{alias}.plan_id = %s", f"{alias}.occurred_at <= %s"]
-        params: list[Any] = [self.plan_id, self.as_of]
+        params: list[Any] = [self.plan_id, _moment(self.as_of)]
         if self.segment:
             sql.append(f"{alias}.segment = %s")
             params.append(self.segment)
@@ -64,26 +69,69 @@ class Scope:
         sql, params = self.filters(alias)
         if self.window_start is not None:
             sql += f" AND {alias}.occurred_at > %s"
-            params.append(self.window_start)
+            params.append(_moment(self.window_start))
         return sql, params
 
 
+def days_before(when: dt.datetime, days: int) -> dt.datetime:
+    """`when` − `days` × 24 h; a span longer than the calendar reaches back to its start."""
+    try:
+        return when - dt.timedelta(days=days)
+    except OverflowError:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
 # --- dialect helpers: the only places where PostgreSQL and SQLite differ ---------------------
+
+
+def _moment(value: dt.datetime) -> Any:
+    """A moment as a statement parameter, comparable with the stored column.
+
+    SQLite keeps datetimes as UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]' and compares text: the
+    parameter must be written the same way (an aware datetime would be sent with its offset).
+    """
+    return connection.ops.adapt_datetimefield_value(value)
 
 
 def _day(column: str) -> str:
     """The UTC calendar day of a timestamp column."""
     if connection.vendor == "postgresql":
         return f"(({column}) AT TIME ZONE 'UTC')::date"
-    return f"date({column})"
+    # The stored text's date part, exact (SQLite's date functions go through a floating-point
+    # day number).
+    return f"substr({column}, 1, 10)"
 
 
 def _plus_days(column: str, days: int) -> str:
-    days = int(days)
+    """`column` + `days` × 24 h, to the microsecond."""
+    days = min(int(days), MAX_DAYS)
     if connection.vendor == "postgresql":
-        return f"({column} + interval '{days} days')"
-    # Django stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS[.ffffff]' text in UTC.
-    return f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', {column}, '+{days} days')"
+        # In hours, not days: a day of interval follows the session's time zone.
+        return f"({column} + interval '{days * 24} hours')"
+    # SQLite text 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC: move the date part and keep the time of
+    # day as stored (strftime's %f would cut it to milliseconds, date() may round it up a day).
+    return f"(date(substr({column}, 1, 10), '+{days} days') || substr({column}, 11))"
+
+
+def _exact_sum(column: str) -> str:
+    """SQL for the sum of a decimal column, exact on both databases (see `_to_fraction`).
+
+    PostgreSQL sums its numeric exactly. SQLite stores decimals as floating point; summing
+    whole parts and millionths apart keeps the stored six decimals exact.
+    """
+    if connection.vendor == "postgresql":
+        return f"SUM({column})"
+    whole = f"CAST({column} AS INTEGER)"
+    return f"SUM({whole}) || ':' || SUM(CAST(ROUND(({column} - {whole}) * 1000000) AS INTEGER))"
+
+
+def _to_fraction(total: Any) -> Fraction | None:
+    if total is None:
+        return None
+    if isinstance(total, str):  # SQLite: "whole:millionths"
+        whole, millionths = total.split(":")
+        return int(whole) + Fraction(int(millionths), 1_000_000)
+    return Fraction(total)
 
 
 def _fetch(sql: str, params: list[Any]) -> tuple:
@@ -139,12 +187,12 @@ def repeat_rate(scope: Scope, event_type: str, within_days: int) -> Measurement:
     """Share of mature new customers who come back on a later day within `within_days`."""
     where, params = scope.filters()
     inner, inner_params = scope.filters("r")
-    mature = scope.as_of - dt.timedelta(days=within_days)
     cohort = ["f.t0 <= %s"]
-    cohort_params: list[Any] = [mature]
+    cohort_params: list[Any] = [_moment(days_before(scope.as_of, within_days))]
     if scope.window_start is not None:
         cohort.append("f.t0 > %s")
-        cohort_params.append(scope.window_start)
+        cohort_params.append(_moment(scope.window_start))
+    limit = _plus_days("f.t0", within_days)
     sql = f"""
         WITH firsts AS (
             SELECT e.customer_id, MIN(e.occurred_at) AS t0
@@ -154,7 +202,7 @@ def repeat_rate(scope: Scope, event_type: str, within_days: int) -> Measurement:
                COALESCE(SUM(CASE WHEN EXISTS (
                    SELECT 1 FROM {EVENTS} r
                    WHERE {inner} AND r.event_type = %s AND r.customer_id = f.customer_id
-                     AND r.occurred_at > f.t0 AND r.occurred_at <= {_plus_days("f.t0", within_days)}
+                     AND r.occurred_at > f.t0 AND r.occurred_at <= {limit}
                      AND {_day("r.occurred_at")} > {_day("f.t0")}
                ) THEN 1 ELSE 0 END), 0)
         FROM firsts f WHERE {" AND ".join(cohort)}
@@ -169,10 +217,11 @@ def conversion_rate(scope: Scope, from_event: str, to_event: str, within_days: i
     where, params = scope.filters()
     inner, inner_params = scope.filters("c")
     cohort = ["f.t0 <= %s"]
-    cohort_params: list[Any] = [scope.as_of - dt.timedelta(days=within_days)]
+    cohort_params: list[Any] = [_moment(days_before(scope.as_of, within_days))]
     if scope.window_start is not None:
         cohort.append("f.t0 > %s")
-        cohort_params.append(scope.window_start)
+        cohort_params.append(_moment(scope.window_start))
+    limit = _plus_days("f.t0", within_days)
     sql = f"""
         WITH firsts AS (
             SELECT e.customer_id, MIN(e.occurred_at) AS t0
@@ -182,7 +231,7 @@ def conversion_rate(scope: Scope, from_event: str, to_event: str, within_days: i
                COALESCE(SUM(CASE WHEN EXISTS (
                    SELECT 1 FROM {EVENTS} c
                    WHERE {inner} AND c.event_type = %s AND c.customer_id = f.customer_id
-                     AND c.occurred_at >= f.t0 AND c.occurred_at <= {_plus_days("f.t0", within_days)}
+                     AND c.occurred_at >= f.t0 AND c.occurred_at <= {limit}
                ) THEN 1 ELSE 0 END), 0)
         FROM firsts f WHERE {" AND ".join(cohort)}
     """
@@ -193,7 +242,7 @@ def conversion_rate(scope: Scope, from_event: str, to_event: str, within_days: i
 def churn_rate(scope: Scope, inactive_days: int) -> Measurement:
     """Of the customers seen before `cut`, the share with no event since (window ignored)."""
     where, params = scope.filters()
-    cut = scope.as_of - dt.timedelta(days=inactive_days)
+    cut = _moment(days_before(scope.as_of, inactive_days))
     sql = f"""
         SELECT COALESCE(SUM(CASE WHEN first_at < %s THEN 1 ELSE 0 END), 0),
                COALESCE(SUM(CASE WHEN last_at < %s THEN 1 ELSE 0 END), 0)
@@ -219,8 +268,10 @@ def stage_reach(scope: Scope, stage: str) -> Measurement:
         reached = f"COUNT(DISTINCT CASE WHEN e.event_type IN ({marks}) THEN e.customer_id END)"
     else:
         reached = "0"
-    n, count = _fetch(f"SELECT COUNT(DISTINCT e.customer_id), {reached} FROM {EVENTS} e WHERE {where}",
-                      [*types, *params])
+    n, count = _fetch(
+        f"SELECT COUNT(DISTINCT e.customer_id), {reached} FROM {EVENTS} e WHERE {where}",
+        [*types, *params],
+    )
     return wilson(int(count), int(n))
 
 
@@ -229,29 +280,34 @@ def scope_has_stage(plan_id: int, stage: str) -> bool:
 
 
 def mean_value(scope: Scope, event_type: str) -> Measurement:
+    """Mean of the values of those events in the window; sample standard deviation for its CI."""
     where, params = scope.windowed()
-    if connection.vendor == "postgresql":
-        sql = f"SELECT COUNT(e.value), AVG(e.value), STDDEV_SAMP(e.value) FROM {EVENTS} e WHERE {where} AND e.event_type = %s"
-        n, mean, sd = _fetch(sql, [*params, event_type])
-    else:
-        sql = (
-            f"SELECT COUNT(e.value), AVG(e.value), SUM(e.value * e.value), SUM(e.value) "
-            f"FROM {EVENTS} e WHERE {where} AND e.event_type = %s"
-        )
-        n, mean, squares, total = _fetch(sql, [*params, event_type])
-        sd = None
-        if n and n > 1:
-            sd = math.sqrt(max((float(squares) - float(total) ** 2 / n) / (n - 1), 0.0))
-    return mean_interval(int(n), float(mean) if mean is not None else None, sd)
+    # Deviations from the mean, not sums of squares: amounts of a million that differ by cents
+    # would lose their spread to rounding.
+    sql = f"""
+        WITH valued AS (
+            SELECT e.value AS v FROM {EVENTS} e
+            WHERE {where} AND e.event_type = %s AND e.value IS NOT NULL
+        ), centre AS (SELECT AVG(v) AS m FROM valued)
+        SELECT COUNT(*), {_exact_sum("v")}, SUM((v - centre.m) * (v - centre.m))
+        FROM valued, centre
+    """
+    n, total, squares = _fetch(sql, [*params, event_type])
+    n = int(n)
+    if n == 0:
+        return mean_interval(0, None, None)
+    mean = _to_fraction(total) / n  # type: ignore[operator]
+    sd = math.sqrt(float(squares) / (n - 1)) if n > 1 else None
+    return mean_interval(n, float(mean), sd)
 
 
 def total_value(scope: Scope, event_type: str) -> Measurement:
     where, params = scope.windowed()
     (total,) = _fetch(
-        f"SELECT COALESCE(SUM(e.value), 0) FROM {EVENTS} e WHERE {where} AND e.event_type = %s",
+        f"SELECT {_exact_sum('e.value')} FROM {EVENTS} e WHERE {where} AND e.event_type = %s",
         [*params, event_type],
     )
-    return Measurement(float(total), None)
+    return Measurement(float(_to_fraction(total) or 0), None)
 
 
 def nps(scope: Scope, event_type: str = "survey") -> Measurement:
@@ -304,7 +360,15 @@ def measure(assumption: Assumption, plan_id: int, as_of: dt.datetime) -> Measure
     compute = METRICS.get(assumption.metric)  # type: ignore[call-overload]
     if compute is None:
         raise MetricError(f"“{assumption.metric}” is not a metric Outside-In knows.")
-    return compute(scope, **assumption.params)
+    try:
+        # The same check as the test's form: names what is missing or stray, lower-cases event
+        # types (DOMAIN §4) and fills defaults, whoever wrote the params.
+        params = clean_metric_params(assumption.metric, assumption.params)
+    except ValidationError as error:
+        raise MetricError(
+            f"The test's settings do not fit its metric: {error.messages[0]}"
+        ) from None
+    return compute(scope, **params)
 
 
 def verdict(assumption: Assumption, m: Measurement) -> str:
