@@ -41,29 +41,73 @@ def history_figure(assumption: Assumption, runs: list[AssumptionRun]) -> dict[st
     banded = [r for r in runs if r.ci_low is not None]
     if banded:
         bx = [r.created_at.isoformat() for r in banded]
-        traces.append({"type": "scatter", "x": bx, "y": [r.ci_high for r in banded], "mode": "lines",
-                       "line": {"width": 0}, "hoverinfo": "skip", "showlegend": False})
-        traces.append({"type": "scatter", "x": bx, "y": [r.ci_low for r in banded], "mode": "lines",
-                       "line": {"width": 0}, "fill": "tonexty", "fillcolor": "rgba(47,91,211,0.15)",
-                       "name": "95% interval", "hoverinfo": "skip"})
-    traces.append({
-        "type": "scatter", "x": x, "y": [r.observed for r in runs], "mode": "lines+markers",
-        "name": "Observed", "line": {"color": "#2f5bd3", "width": 2},
-        "marker": {"size": 10, "color": [STATUS_COLOURS[r.status] for r in runs],
-                   "line": {"color": "#ffffff", "width": 1}},
-        "text": [r.get_status_display() for r in runs],
-        "hovertemplate": "%{x|%d %b %Y %H:%M}<br>%{y" + (":.1%" if percent else ":,.2f") + "}<br>%{text}<extra></extra>",
-    })
+        traces.append(
+            {
+                "type": "scatter",
+                "x": bx,
+                "y": [r.ci_high for r in banded],
+                "mode": "lines",
+                "line": {"width": 0},
+                "hoverinfo": "skip",
+                "showlegend": False,
+            }
+        )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": bx,
+                "y": [r.ci_low for r in banded],
+                "mode": "lines",
+                "line": {"width": 0},
+                "fill": "tonexty",
+                "fillcolor": "rgba(47,91,211,0.15)",
+                "name": "95% interval",
+                "hoverinfo": "skip",
+            }
+        )
+    traces.append(
+        {
+            "type": "scatter",
+            "x": x,
+            "y": [r.observed for r in runs],
+            "mode": "lines+markers",
+            "name": "Observed",
+            "line": {"color": "#2f5bd3", "width": 2},
+            "marker": {
+                "size": 10,
+                "color": [STATUS_COLOURS[r.status] for r in runs],
+                "line": {"color": "#ffffff", "width": 1},
+            },
+            "text": [r.get_status_display() for r in runs],
+            "hovertemplate": "%{x|%d %b %Y %H:%M}<br>%{y"
+            + (":.1%" if percent else ":,.2f")
+            + "}<br>%{text}<extra></extra>",
+        }
+    )
     thresholds = assumption.thresholds
     lines = thresholds if isinstance(thresholds, list) else [thresholds]
     for value in [v for v in lines if v is not None]:
-        traces.append({"type": "scatter", "x": [x[0], x[-1]] if x else [], "y": [value, value], "mode": "lines",
-                       "name": f"Threshold {assumption.format_value(value)}",
-                       "line": {"color": "#1d2433", "dash": "dash", "width": 1.5}})
-    yaxis: dict[str, Any] = {"title": {"text": assumption.get_metric_display()}, "gridcolor": "#eef0f4", "zeroline": False}
+        traces.append(
+            {
+                "type": "scatter",
+                "x": [x[0], x[-1]] if x else [],
+                "y": [value, value],
+                "mode": "lines",
+                "name": f"Threshold {assumption.format_value(value)}",
+                "line": {"color": "#1d2433", "dash": "dash", "width": 1.5},
+            }
+        )
+    yaxis: dict[str, Any] = {
+        "title": {"text": assumption.get_metric_display()},
+        "gridcolor": "#eef0f4",
+        "zeroline": False,
+    }
     if percent:
         yaxis["tickformat"] = ".0%"
-    return {"data": traces, "layout": _layout(yaxis=yaxis, xaxis={"gridcolor": "#eef0f4"}, height=340)}
+    return {
+        "data": traces,
+        "layout": _layout(yaxis=yaxis, xaxis={"gridcolor": "#eef0f4"}, height=340),
+    }
 
 
 def history_summary(assumption: Assumption, runs: list[AssumptionRun]) -> str:
@@ -90,28 +134,61 @@ def assumption_map_figure(assumptions: list[Assumption]) -> dict[str, Any]:
             continue
         # A little jitter keeps assumptions with equal scores apart.
         offsets = [((i % 5) - 2) * 0.06 for i in range(len(group))]
-        traces.append({
-            "type": "scatter", "mode": "markers", "name": status.label,
-            "x": [a.evidence + o for a, o in zip(group, offsets, strict=True)],
-            "y": [a.importance + o for a, o in zip(group, offsets[::-1], strict=True)],
-            "text": [a.statement for a in group],
-            "hovertemplate": "%{text}<extra>" + status.label + "</extra>",
-            "marker": {"size": 14, "color": STATUS_COLOURS[status], "line": {"color": "#ffffff", "width": 1}},
-        })
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": status.label,
+                "x": [a.evidence + o for a, o in zip(group, offsets, strict=True)],
+                "y": [a.importance + o for a, o in zip(group, offsets[::-1], strict=True)],
+                "text": [a.statement for a in group],
+                "hovertemplate": "%{text}<extra>" + status.label + "</extra>",
+                "marker": {
+                    "size": 14,
+                    "color": STATUS_COLOURS[status],
+                    "line": {"color": "#ffffff", "width": 1},
+                },
+            }
+        )
     axis = {"range": [0.5, 5.5], "dtick": 1, "gridcolor": "#eef0f4", "zeroline": False}
     shapes = [
-        {"type": "line", "x0": 3, "x1": 3, "y0": 0.5, "y1": 5.5, "line": {"color": "#c5ccd8", "dash": "dot"}},
-        {"type": "line", "x0": 0.5, "x1": 5.5, "y0": 3, "y1": 3, "line": {"color": "#c5ccd8", "dash": "dot"}},
+        {
+            "type": "line",
+            "x0": 3,
+            "x1": 3,
+            "y0": 0.5,
+            "y1": 5.5,
+            "line": {"color": "#c5ccd8", "dash": "dot"},
+        },
+        {
+            "type": "line",
+            "x0": 0.5,
+            "x1": 5.5,
+            "y0": 3,
+            "y1": 3,
+            "line": {"color": "#c5ccd8", "dash": "dot"},
+        },
     ]
     annotations = [
-        {"x": 1.2, "y": 5.4, "text": "Test first", "showarrow": False, "font": {"color": "#b42318"}},
+        {
+            "x": 1.2,
+            "y": 5.4,
+            "text": "Test first",
+            "showarrow": False,
+            "font": {"color": "#b42318"},
+        },
         {"x": 4.8, "y": 5.4, "text": "Known", "showarrow": False, "font": {"color": "#6b7489"}},
     ]
-    return {"data": traces, "layout": _layout(
-        xaxis={**axis, "title": {"text": "Evidence (how much we know)"}},
-        yaxis={**axis, "title": {"text": "Importance"}},
-        shapes=shapes, annotations=annotations, height=460,
-    )}
+    return {
+        "data": traces,
+        "layout": _layout(
+            xaxis={**axis, "title": {"text": "Evidence (how much we know)"}},
+            yaxis={**axis, "title": {"text": "Importance"}},
+            shapes=shapes,
+            annotations=annotations,
+            height=460,
+        ),
+    }
 
 
 def assumption_map_summary(assumptions: list[Assumption]) -> str:

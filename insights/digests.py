@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -34,15 +35,21 @@ def membership_from_token(token: str) -> Membership | None:
 
 
 def queue_digests(retest_id: int) -> list[DigestDelivery]:
-    """Decide who gets a digest for this re-test; the caller sends each one (on commit).
+    """Decide who gets a digest for this scheduled re-test; the caller sends each one (on commit).
     Claimed once per re-test, so a re-test that is run twice does not e-mail twice."""
     with transaction.atomic():
         claimed = PlanRetest.objects.filter(
-            pk=retest_id, status=PlanRetest.Status.DONE, digests_queued_at__isnull=True
+            pk=retest_id,
+            status=PlanRetest.Status.DONE,
+            trigger=AssumptionRun.Trigger.SCHEDULED,
+            digests_queued_at__isnull=True,
         ).update(digests_queued_at=timezone.now())
         if not claimed:
             return []
         retest = PlanRetest.objects.select_related("plan").get(pk=retest_id)
+        # Weekly quiet e-mails are counted from slot to slot: counted from the moment of sending,
+        # a daily schedule would drift to one every 8 days.
+        moment = retest.scheduled_for or retest.created_at
         changed = retest.runs.filter(changed=True).exists()
         deliveries = []
         members = retest.plan.memberships.select_related("user").filter(digest_opt_out=False)
@@ -53,9 +60,12 @@ def queue_digests(retest_id: int) -> list[DigestDelivery]:
                 kind = "changes"
             elif member.all_quiet_digest and (
                 member.last_quiet_digest_at is None
-                or member.last_quiet_digest_at <= timezone.now() - QUIET_EVERY
+                or member.last_quiet_digest_at <= moment - QUIET_EVERY
             ):
                 kind = "quiet"
+                # Taken now, not when sent: a second re-test before the first e-mail goes out
+                # (the mail server is down) must not queue a second quiet e-mail.
+                Membership.objects.filter(pk=member.pk).update(last_quiet_digest_at=moment)
             else:
                 continue
             delivery, _ = DigestDelivery.objects.get_or_create(
@@ -127,27 +137,29 @@ def build_digest(delivery: DigestDelivery) -> EmailMultiAlternatives:
 
 def send_digest(delivery_id: int) -> bool:
     """Send one digest. `sent_at` is written only after the server accepted it, so a retry
-    after a failure sends it, and a retry after a success does not send it again."""
-    delivery = (
-        DigestDelivery.objects.select_related("membership__user", "membership__plan", "retest__plan")
-        .filter(pk=delivery_id)
-        .first()
-    )
-    if delivery is None or delivery.sent_at is not None:
-        return False
-    if delivery.membership.digest_opt_out:
-        return False
-    try:
-        build_digest(delivery).send()
-    except Exception as error:
-        DigestDelivery.objects.filter(pk=delivery.pk).update(
-            attempts=delivery.attempts + 1, last_error=f"{type(error).__name__}: {error}"[:2000]
+    after a failure sends it, and a retry after a success does not send it again. The row is
+    locked while sending: a task delivered twice at once sends one e-mail."""
+    failure: Exception | None = None
+    with transaction.atomic():
+        delivery = (
+            DigestDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("membership__user", "membership__plan", "retest__plan")
+            .filter(pk=delivery_id, sent_at__isnull=True)
+            .first()
         )
-        raise
-    now = timezone.now()
-    DigestDelivery.objects.filter(pk=delivery.pk).update(
-        sent_at=now, attempts=delivery.attempts + 1, last_error=""
-    )
-    if delivery.kind == "quiet":
-        Membership.objects.filter(pk=delivery.membership_id).update(last_quiet_digest_at=now)
+        if delivery is None or delivery.membership.digest_opt_out:
+            return False
+        try:
+            build_digest(delivery).send()
+        except Exception as error:  # recorded for the back-office, then raised for the retry
+            failure = error
+            DigestDelivery.objects.filter(pk=delivery.pk).update(
+                attempts=F("attempts") + 1, last_error=f"{type(error).__name__}: {error}"[:2000]
+            )
+        else:
+            DigestDelivery.objects.filter(pk=delivery.pk).update(
+                sent_at=timezone.now(), attempts=F("attempts") + 1, last_error=""
+            )
+    if failure is not None:
+        raise failure
     return True

@@ -31,7 +31,10 @@ class MappingForm(forms.Form):
         label="If some rows have errors",
         choices=[
             (Import.Mode.ALL_OR_NOTHING, "Import nothing, so I can fix the file (all or nothing)"),
-            (Import.Mode.SKIP_INVALID, "Import the valid rows and let me download the rejected ones"),
+            (
+                Import.Mode.SKIP_INVALID,
+                "Import the valid rows and let me download the rejected ones",
+            ),
         ],
         initial=Import.Mode.ALL_OR_NOTHING,
         widget=forms.RadioSelect,

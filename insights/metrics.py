@@ -1,4 +1,3 @@
-# ruff: noqa: S608 - statements are built from this module's constants; values are parameters.
 """The metric engine (DOMAIN §5): one SQL statement per metric, run in the database.
 
 Each metric returns a `Measurement` (value, sample size, 95% interval); `verdict` turns it and

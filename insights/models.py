@@ -60,7 +60,9 @@ class Import(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["draft", "pending", "running", "succeeded", "rejected", "failed"]),
+                condition=Q(
+                    status__in=["draft", "pending", "running", "succeeded", "rejected", "failed"]
+                ),
                 name="import_status_valid",
             ),
         ]
@@ -107,7 +109,9 @@ class Event(models.Model):
         indexes = [
             # Metric queries: per type over time, per customer over time, and the plan's latest event.
             models.Index(fields=["plan", "event_type", "occurred_at"], name="event_plan_type_time"),
-            models.Index(fields=["plan", "customer_id", "occurred_at"], name="event_plan_customer_time"),
+            models.Index(
+                fields=["plan", "customer_id", "occurred_at"], name="event_plan_customer_time"
+            ),
             models.Index(fields=["plan", "occurred_at"], name="event_plan_time"),
         ]
 
@@ -122,7 +126,11 @@ class Event(models.Model):
         if event_id:
             raw = "id\x1f" + event_id
         else:
-            raw = "row\x1f" + json.dumps(content, sort_keys=True, ensure_ascii=False) + f"\x1f{occurrence}"
+            raw = (
+                "row\x1f"
+                + json.dumps(content, sort_keys=True, ensure_ascii=False)
+                + f"\x1f{occurrence}"
+            )
         return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -179,7 +187,9 @@ class DigestDelivery(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "digest deliveries"
         constraints = [
-            models.UniqueConstraint(fields=["retest", "membership"], name="one_digest_per_member_and_retest"),
+            models.UniqueConstraint(
+                fields=["retest", "membership"], name="one_digest_per_member_and_retest"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -229,7 +239,9 @@ class AssumptionRun(models.Model):
                 name="run_status_valid",
             ),
             models.CheckConstraint(
-                condition=Q(ci_low__isnull=True) | Q(ci_high__isnull=True) | Q(ci_low__lte=models.F("ci_high")),
+                condition=Q(ci_low__isnull=True)
+                | Q(ci_high__isnull=True)
+                | Q(ci_low__lte=models.F("ci_high")),
                 name="run_interval_ordered",
             ),
         ]

@@ -12,8 +12,8 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, OperationalError, transaction
 from django.utils import timezone as dj_timezone
 
-from planning.models import Assumption, AssumptionStatus, Metric, Plan
 from planning.live import plan_changed
+from planning.models import Assumption, AssumptionStatus, Metric, Plan
 from planning.services import record_activity
 
 from .metrics import Measurement, MetricError, latest_event_at, measure, verdict

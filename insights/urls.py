@@ -14,7 +14,11 @@ urlpatterns = [
     path("<slug:slug>/event-map/", views.event_map, name="event_map"),
     # Not …/assumptions/<pk>/: the board serves that one (planning:assumption, the item alone).
     path("<slug:slug>/assumptions/<int:pk>/history/", views.assumption_detail, name="assumption"),
-    path("<slug:slug>/assumptions/<int:pk>/retest/", views.assumption_retest, name="assumption_retest"),
+    path(
+        "<slug:slug>/assumptions/<int:pk>/retest/",
+        views.assumption_retest,
+        name="assumption_retest",
+    ),
     path("<slug:slug>/retest/", views.plan_retest, name="plan_retest"),
     path("<slug:slug>/test-preview/", views.test_preview, name="test_preview"),
     path("<slug:slug>/retests/<int:pk>/", views.retest_detail, name="retest"),

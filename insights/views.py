@@ -26,8 +26,8 @@ from planning.services import get_plan_for_user, require_editor, require_facilit
 from . import charts, tasks
 from .digests import membership_from_token
 from .forms import MappingForm, UploadForm
-from .models import Event, Import, PlanRetest
 from .metrics import latest_event_at
+from .models import Event, Import, PlanRetest
 from .retests import evaluate, start_plan_retest, tested_assumptions
 from .services import FileRejected, create_import, preview_file, read_progress
 
@@ -57,14 +57,22 @@ def imports(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "insights/imports.html",
-        {"plan": plan, "membership": membership, "form": form, "refused": refused,
-         "imports": history, "max_bytes": settings.IMPORT_MAX_BYTES},
+        {
+            "plan": plan,
+            "membership": membership,
+            "form": form,
+            "refused": refused,
+            "imports": history,
+            "max_bytes": settings.IMPORT_MAX_BYTES,
+        },
         status=400 if form.errors or refused else 200,
     )
 
 
 def _get_import(plan_id: int, pk: int) -> Import:
-    return get_object_or_404(Import.objects.select_related("plan", "uploaded_by"), plan_id=plan_id, pk=pk)
+    return get_object_or_404(
+        Import.objects.select_related("plan", "uploaded_by"), plan_id=plan_id, pk=pk
+    )
 
 
 @require_GET
@@ -118,8 +126,13 @@ def import_start(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     preview = preview_file(record.file.path)
     form = MappingForm(request.POST, header=preview.header, mapping=preview.mapping)
     if not form.is_valid():
-        context = {"plan": plan, "membership": membership, "record": record,
-                   "preview": preview, "form": form}
+        context = {
+            "plan": plan,
+            "membership": membership,
+            "record": record,
+            "preview": preview,
+            "form": form,
+        }
         return render(request, "insights/import_detail.html", context, status=400)
     with transaction.atomic():
         started = Import.objects.filter(pk=record.pk, status=Import.Status.DRAFT).update(
@@ -155,8 +168,9 @@ def import_rejected(request: HttpRequest, slug: str, pk: int) -> FileResponse:
     if not record.rejected_file:
         raise Http404("No rejected rows")
     name = f"{record.original_name.rsplit('.', 1)[0]}-rejected-rows.csv"
-    return FileResponse(record.rejected_file.open("rb"), as_attachment=True, filename=name,
-                        content_type="text/csv")
+    return FileResponse(
+        record.rejected_file.open("rb"), as_attachment=True, filename=name, content_type="text/csv"
+    )
 
 
 @require_GET
@@ -172,7 +186,10 @@ def import_file(request: HttpRequest, slug: str, pk: int) -> FileResponse:
 def event_map(request: HttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     stages = list(plan.stages.all())
-    current = {m.event_type: m.stage for m in EventMapping.objects.filter(plan=plan).select_related("stage")}
+    current = {
+        m.event_type: m.stage
+        for m in EventMapping.objects.filter(plan=plan).select_related("stage")
+    }
     seen = set(Event.objects.filter(plan=plan).values_list("event_type", flat=True).distinct())
     event_types = sorted(seen | set(current))
     if request.method == "POST":
@@ -222,7 +239,9 @@ def assumption_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     assumption = _get_assumption(plan.pk, pk)
     runs = list(assumption.runs.select_related("assumption")[:200])
     since = _parse_since(request.GET.get("since"))
-    waiting = since is not None and (assumption.last_run_at is None or assumption.last_run_at < since)
+    waiting = since is not None and (
+        assumption.last_run_at is None or assumption.last_run_at < since
+    )
     context = {
         "plan": plan,
         "membership": membership,
@@ -306,9 +325,9 @@ def retest_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 def assumption_map(request: HttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     assumptions = list(
-        Assumption.objects.filter(choice__plan=plan).select_related("choice").order_by(
-            "-importance", "evidence", "id"
-        )
+        Assumption.objects.filter(choice__plan=plan)
+        .select_related("choice")
+        .order_by("-importance", "evidence", "id")
     )
     recent = plan.retests.select_related("requested_by")[:10]
     return render(
@@ -341,8 +360,17 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "insights/unsubscribe.html", {"member": member, "done": done})
 
 
-TEST_FIELDS = ["metric", "params", "comparator", "threshold", "threshold_high", "min_sample",
-               "segment", "channel", "window_days"]
+TEST_FIELDS = [
+    "metric",
+    "params",
+    "comparator",
+    "threshold",
+    "threshold_high",
+    "min_sample",
+    "segment",
+    "channel",
+    "window_days",
+]
 
 
 @require_POST
@@ -362,10 +390,14 @@ def test_preview(request: HttpRequest, slug: str) -> HttpResponse:
     data = form.cleaned_data
     if not problems and data.get("metric"):
         assumption = Assumption(
-            metric=data["metric"], params=data.get("params") or {},
-            comparator=data.get("comparator") or "", threshold=data.get("threshold"),
-            threshold_high=data.get("threshold_high"), min_sample=data.get("min_sample") or 30,
-            segment=data.get("segment") or "", channel=data.get("channel") or "",
+            metric=data["metric"],
+            params=data.get("params") or {},
+            comparator=data.get("comparator") or "",
+            threshold=data.get("threshold"),
+            threshold_high=data.get("threshold_high"),
+            min_sample=data.get("min_sample") or 30,
+            segment=data.get("segment") or "",
+            channel=data.get("channel") or "",
             window_days=data.get("window_days"),
         )
         as_of = latest_event_at(plan.pk)
@@ -378,7 +410,8 @@ def test_preview(request: HttpRequest, slug: str) -> HttpResponse:
             observed=assumption.format_value(m.value) if m.value is not None else "",
             interval=(
                 f"{assumption.format_value(m.ci_low)} – {assumption.format_value(m.ci_high)}"
-                if m.ci_low is not None else ""
+                if m.ci_low is not None
+                else ""
             ),
             target=assumption.target_display,
         )

@@ -47,9 +47,7 @@ class Stage(models.Model):
     class Meta:
         ordering = ["position", "id"]
         constraints = [
-            models.UniqueConstraint(
-                "plan", Lower("name"), name="stage_name_unique_in_plan"
-            ),
+            models.UniqueConstraint("plan", Lower("name"), name="stage_name_unique_in_plan"),
             models.CheckConstraint(condition=~models.Q(name=""), name="stage_name_not_blank"),
         ]
 

@@ -34,7 +34,9 @@ def validate_timezone(value: str) -> None:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(f"“{value}” is not a time zone (try “Europe/Paris” or “UTC”).")
+        raise ValidationError(
+            f"“{value}” is not a time zone (try “Europe/Paris” or “UTC”)."
+        ) from None
 
 
 RESERVED_SLUGS = {"new"}
@@ -154,13 +156,13 @@ class Membership(models.Model):
     def __str__(self) -> str:
         return f"{self.display_name} ({self.get_role_display()})"
 
-    @property
-    def display_name(self) -> str:
-        return self.user.get_full_name() or self.user.get_username()
-
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.business_unit = self.business_unit.strip()
         super().save(*args, **kwargs)
+
+    @property
+    def display_name(self) -> str:
+        return self.user.get_full_name() or self.user.get_username()
 
     @property
     def can_edit(self) -> bool:

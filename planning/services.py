@@ -439,11 +439,16 @@ def add_comment(plan: Plan, actor: User, target: models.Model, body: str) -> Com
     body = body.strip()
     kind = kind_of(target)
     with transaction.atomic():
-        comment = Comment.objects.create(
-            plan=plan, author=actor, body=body, **{kind: target}
+        comment = Comment.objects.create(plan=plan, author=actor, body=body, **{kind: target})
+        record_activity(
+            plan,
+            actor,
+            "created",
+            "comment",
+            item_id=comment.pk,
+            item_label=f"on “{label_of(target)}”",
+            after={"body": body},
         )
-        record_activity(plan, actor, "created", "comment", item_id=comment.pk,
-                        item_label=f"on “{label_of(target)}”", after={"body": body})
         for member in mentioned_members(plan, body):
             if member.user_id != actor.pk and member.user.email:
                 tasks.send_mention.delay_on_commit(comment.pk, member.pk)

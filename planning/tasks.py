@@ -23,12 +23,20 @@ from .models import Comment, Membership
 )
 def send_mention(comment_id: int, membership_id: int) -> bool:
     """E-mail a member mentioned in a comment. A failing mail server delays it, with backoff."""
-    comment = Comment.objects.select_related("plan", "author", "choice", "assumption").filter(pk=comment_id).first()
+    comment = (
+        Comment.objects.select_related("plan", "author", "choice", "assumption")
+        .filter(pk=comment_id)
+        .first()
+    )
     member = Membership.objects.select_related("user").filter(pk=membership_id).first()
     if comment is None or member is None or not member.user.email:
         return False
     target = comment.choice or comment.assumption
-    author = comment.author.get_full_name() or comment.author.get_username() if comment.author else "Someone"
+    author = (
+        comment.author.get_full_name() or comment.author.get_username()
+        if comment.author
+        else "Someone"
+    )
     context = {
         "comment": comment,
         "author": author,
