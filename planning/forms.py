@@ -14,6 +14,7 @@ from .models import (
     BTInitiative,
     Membership,
     Plan,
+    Role,
     StrategicChoice,
     validate_plan_slug,
 )
@@ -259,3 +260,40 @@ ITEM_FORMS = {
     "initiative": InitiativeForm,
     "stage": StageForm,
 }
+
+
+class MemberForm(forms.Form):
+    person = forms.CharField(
+        label="User name or e-mail",
+        max_length=254,
+        help_text="Someone without an account yet gets one, and an e-mail to choose a password.",
+    )
+    first_name = forms.CharField(label="First name", max_length=150, required=False)
+    last_name = forms.CharField(label="Last name", max_length=150, required=False)
+    role = forms.ChoiceField(label="Role", choices=Role.choices)
+    business_unit = forms.CharField(label="Business unit", max_length=100, required=False)
+
+    def clean(self):
+        cleaned = super().clean()
+        if (
+            cleaned.get("role") == Role.BU_LEADER
+            and not (cleaned.get("business_unit") or "").strip()
+        ):
+            self.add_error("business_unit", "A BU leader names the business unit they speak for.")
+        return cleaned
+
+
+class MembershipForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["role", "business_unit"]
+        labels = {"role": "Role", "business_unit": "Business unit"}
+
+    def clean(self):
+        cleaned = super().clean()
+        if (
+            cleaned.get("role") == Role.BU_LEADER
+            and not (cleaned.get("business_unit") or "").strip()
+        ):
+            self.add_error("business_unit", "A BU leader names the business unit they speak for.")
+        return cleaned

@@ -6,10 +6,13 @@ import smtplib
 
 from celery import shared_task
 from django.conf import settings
+from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import EmailMultiAlternatives
 from django.db import OperationalError
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from .models import Comment, Membership
 
@@ -50,4 +53,38 @@ def send_mention(comment_id: int, membership_id: int) -> bool:
         to=[member.user.email],
     )
     message.send()
+    return True
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(smtplib.SMTPException, OSError, OperationalError),
+    retry_backoff=30,
+    retry_backoff_max=3600,
+    max_retries=12,
+)
+def send_invitation(membership_id: int, inviter_name: str) -> bool:
+    """Invite a new member: a link to choose their password, which signs them in to the plan."""
+    member = Membership.objects.select_related("user", "plan").filter(pk=membership_id).first()
+    if member is None or not member.user.email:
+        return False
+    user = member.user
+    link = settings.SITE_URL + reverse(
+        "password_reset_confirm",
+        kwargs={
+            "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+            "token": default_token_generator.make_token(user),
+        },
+    )
+    context = {
+        "member": member,
+        "inviter": inviter_name,
+        "link": link,
+        "username": user.get_username(),
+    }
+    EmailMultiAlternatives(
+        subject=f"{inviter_name} invited you to “{member.plan.name}” on Outside-In",
+        body=render_to_string("planning/email/invitation.txt", context),
+        to=[user.email],
+    ).send()
     return True

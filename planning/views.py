@@ -19,8 +19,15 @@ from django_htmx.http import HttpResponseClientRefresh
 
 from lifecycle.models import Stage
 
-from . import live
-from .forms import ITEM_FORMS, EmailPreferencesForm, NewPlanForm, ScheduleForm
+from . import live, tasks
+from .forms import (
+    ITEM_FORMS,
+    EmailPreferencesForm,
+    MemberForm,
+    MembershipForm,
+    NewPlanForm,
+    ScheduleForm,
+)
 from .models import (
     Activity,
     Assumption,
@@ -35,8 +42,11 @@ from .models import (
 from .planfile import PlanFileError, export_plan, load_plan_file
 from .services import (
     Conflict,
+    MemberError,
     RevertError,
     add_comment,
+    add_member,
+    change_member,
     changed_fields,
     create_item,
     delete_item,
@@ -46,6 +56,7 @@ from .services import (
     move_item,
     plans_for_user,
     record_activity,
+    remove_member,
     require_editor,
     require_facilitator,
     revert_activity,
@@ -149,16 +160,78 @@ def _board_choices(plan: Plan, filters: dict[str, str]):
     return choices
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @login_required
 def members(request: HttpRequest, slug: str) -> HttpResponse:
+    """Who is in the plan; facilitators add, change and remove members."""
     plan, membership = get_plan_for_user(request.user, slug)
-    rows = plan.memberships.select_related("user").order_by("role", "user__last_name")
+    form = MemberForm()
+    if request.method == "POST":
+        require_facilitator(membership)
+        form = MemberForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                added, invited = add_member(
+                    plan,
+                    request.user,
+                    data["person"],
+                    data["role"],
+                    data["business_unit"].strip(),
+                    first_name=data["first_name"],
+                    last_name=data["last_name"],
+                )
+            except MemberError as error:
+                form.add_error("person", str(error))
+            else:
+                if invited:
+                    name = request.user.get_full_name() or request.user.get_username()
+                    tasks.send_invitation.delay_on_commit(added.pk, name)
+                    messages.success(
+                        request,
+                        f"Invited {added.user.email}: they get an e-mail to choose a password.",
+                    )
+                else:
+                    messages.success(request, f"Added {added.display_name}.")
+                return redirect("planning:members", slug=plan.slug)
+    rows = plan.memberships.select_related("user").order_by(
+        "role", "user__last_name", "user__username"
+    )
     return render(
         request,
         "planning/members.html",
-        {"plan": plan, "membership": membership, "members": rows},
+        {
+            "plan": plan,
+            "membership": membership,
+            "members": rows,
+            "form": form,
+            "roles": Role.choices,
+        },
+        status=400 if form.errors else 200,
     )
+
+
+@require_POST
+@login_required
+def member_change(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    plan, membership = get_plan_for_user(request.user, slug)
+    require_facilitator(membership)
+    target = get_object_or_404(plan.memberships.select_related("user", "plan"), pk=pk)
+    form = MembershipForm(request.POST, instance=Membership.objects.get(pk=target.pk))
+    try:
+        if request.POST.get("remove"):
+            remove_member(target, request.user)
+            messages.success(request, f"Removed {target.display_name} from the plan.")
+        elif form.is_valid():
+            change_member(
+                target, request.user, form.cleaned_data["role"], form.cleaned_data["business_unit"]
+            )
+            messages.success(request, f"Saved {target.display_name}.")
+        else:
+            messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+    except MemberError as error:
+        messages.error(request, str(error))
+    return redirect("planning:members", slug=plan.slug)
 
 
 @require_GET
@@ -386,13 +459,35 @@ def _require_rights(kind: str, membership: Membership) -> None:
     (require_facilitator if kind == "stage" else require_editor)(membership)
 
 
-def _board_url(plan: Plan, item=None) -> str:
+def _board_url(plan: Plan, item=None, stage_id: str | None = None) -> str:
     url = reverse("planning:board", args=[plan.slug])
-    return f"{url}#{item_anchor(item)}" if item is not None else url
+    return f"{url}#{item_anchor(item, stage_id)}" if item is not None else url
 
 
-def item_anchor(item) -> str:
-    return f"{kind_of(item)}-{item.pk}"
+def _card_stage(item, stage_id: str | None) -> str:
+    """The column a choice's card (and its assumptions') is shown in: the one it was edited in
+    if the choice still targets it, else its first stage; "none" for a choice on no stage."""
+    choice = item if isinstance(item, StrategicChoice) else item.choice
+    stages = [
+        str(pk) for pk in choice.stages.order_by("position", "id").values_list("pk", flat=True)
+    ]
+    if stage_id and str(stage_id) in stages:
+        return str(stage_id)
+    return stages[0] if stages else "none"
+
+
+def item_anchor(item, stage_id: str | None = None) -> str:
+    """The id of the item's card on the board page. A choice has a card in every stage it
+    targets, so its id (and its assumptions') names the stage."""
+    kind = kind_of(item)
+    if kind in {"choice", "assumption"}:
+        return f"{kind}-{item.pk}-in-{_card_stage(item, stage_id)}"
+    return f"{kind}-{item.pk}"
+
+
+def _stage_in(request: HttpRequest) -> str | None:
+    """The stage column the form was opened from (`in`), or the stage a new choice is for."""
+    return request.POST.get("in") or request.GET.get("in") or request.GET.get("stage") or None
 
 
 def _form_context(
@@ -409,20 +504,21 @@ def _form_context(
         "conflict": conflict,
         "base_json": json.dumps(base if base is not None else (snapshot(item) if item else {})),
         "version": getattr(conflict.current if conflict else item, "version", 0),
-        "stage_id": request.GET.get("in") or request.POST.get("in") or None,
+        "stage_id": _stage_in(request),
     }
 
 
 def _render_item(request: HttpRequest, plan: Plan, membership: Membership, item, status: int = 200):
     """The item as it now is: a fragment for HTMX, else back to the board."""
+    stage_id = _stage_in(request)
     if not request.htmx:
-        return redirect(_board_url(plan, item))
+        return redirect(_board_url(plan, item, stage_id))
     kind = kind_of(item)
     context = {
         "plan": plan,
         "membership": membership,
         "item": item,
-        "stage_id": request.GET.get("in") or request.POST.get("in"),
+        "stage_id": _card_stage(item, stage_id) if kind in {"choice", "assumption"} else None,
     }
     if kind == "choice":
         context["choice"] = item
@@ -445,7 +541,12 @@ def item_new(
     parent = _item(plan, "choice", parent_pk) if kind == "assumption" else None
     instance = ITEM_FORMS[kind]._meta.model(**({"choice": parent} if parent else {"plan": plan}))
     initial = {"stages": [request.GET["stage"]]} if request.GET.get("stage", "").isdigit() else {}
-    form = ITEM_FORMS[kind](request.POST or None, plan=plan, instance=instance, initial=initial)
+    form = ITEM_FORMS[kind](
+        request.POST if request.method == "POST" else None,
+        plan=plan,
+        instance=instance,
+        initial=initial,
+    )
     if request.method == "POST" and form.is_valid():
         values = form.values()
         item = create_item(
@@ -466,7 +567,9 @@ def item_edit(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpRespon
     plan, membership = get_plan_for_user(request.user, slug)
     _require_rights(kind, membership)
     item = _item(plan, kind, pk)
-    form = ITEM_FORMS[kind](request.POST or None, plan=plan, instance=item)
+    form = ITEM_FORMS[kind](
+        request.POST if request.method == "POST" else None, plan=plan, instance=item
+    )
     if request.method == "GET":
         context = _form_context(request, plan, membership, kind, form, item=item)
         return render(
@@ -571,7 +674,7 @@ def item_view(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpRespon
     plan, membership = get_plan_for_user(request.user, slug)
     item = _item(plan, kind, pk)
     if not request.htmx:
-        return redirect(_board_url(plan, item))
+        return redirect(_board_url(plan, item, _stage_in(request)))
     return _render_item(request, plan, membership, item)
 
 
@@ -601,7 +704,7 @@ def item_move(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpRespon
     move_item(item, request.user, direction)
     if request.htmx:
         return HttpResponseClientRefresh()
-    return redirect(_board_url(plan, item))
+    return redirect(_board_url(plan, item, _stage_in(request)))
 
 
 @require_POST

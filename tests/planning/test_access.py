@@ -59,7 +59,7 @@ def test_anonymous_visitors_are_sent_to_sign_in(plan, url_name):
 
 
 # Pages that take a POST (a form on the page itself); the others are read-only.
-POSTING_PAGES = {"insights:imports", "insights:event_map"}
+POSTING_PAGES = {"insights:imports", "insights:event_map", "planning:members"}
 # Settings take a POST from every member for their own e-mail preferences (tested on its own).
 SELF_SERVICE_PAGES = {"planning:settings"}
 

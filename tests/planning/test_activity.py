@@ -17,8 +17,13 @@ def test_feed_shows_before_and_after_in_words_and_filters(plan, cmo, cio):
     other = create_item("choice", plan, cio.user, {"title": "Self-service portal"})
     choice = StrategicChoice.objects.get(pk=choice.pk)
     base = snapshot(choice)
-    save_item(choice, cio.user, base_version=choice.version, base=base,
-              mine={**base, "title": "Loyalty subscription", "stages": [buy.pk, use.pk]})
+    save_item(
+        choice,
+        cio.user,
+        base_version=choice.version,
+        base=base,
+        mine={**base, "title": "Loyalty subscription", "stages": [buy.pk, use.pk]},
+    )
 
     url = reverse("planning:activity", args=[plan.slug])
     html = cmo.client.get(url).content.decode()
@@ -40,4 +45,7 @@ def test_observers_see_the_feed_without_revert_buttons(plan, cmo, observer):
     html = observer.client.get(reverse("planning:activity", args=[plan.slug])).content.decode()
     assert "created choice" in html
     assert ">Revert</button>" not in html
-    assert ">Revert</button>" in cmo.client.get(reverse("planning:activity", args=[plan.slug])).content.decode()
+    assert (
+        ">Revert</button>"
+        in cmo.client.get(reverse("planning:activity", args=[plan.slug])).content.decode()
+    )

@@ -24,7 +24,8 @@ def test_a_comment_mentioning_a_member_emails_them(
 ):
     with django_capture_on_commit_callbacks(execute=True):
         response = cmo.client.post(
-            url(plan, choice), {"body": "@maya can the billing platform carry this?"},
+            url(plan, choice),
+            {"body": "@maya can the billing platform carry this?"},
             headers={"HX-Request": "true"},
         )
     html = response.content.decode()
@@ -41,8 +42,9 @@ def test_a_comment_mentioning_a_member_emails_them(
     assert "can the billing platform carry this?" in message.get_content()
 
 
-def test_no_email_for_unknown_names_or_oneself(plan, cmo, choice, smtp_server, tasks_inline,
-                                              django_capture_on_commit_callbacks):
+def test_no_email_for_unknown_names_or_oneself(
+    plan, cmo, choice, smtp_server, tasks_inline, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         cmo.client.post(url(plan, choice), {"body": "@ana note to self, and @nobody"})
     assert Comment.objects.count() == 1
@@ -65,7 +67,9 @@ def test_empty_comment_is_explained(plan, cmo, choice):
     assert Comment.objects.count() == 0
 
 
-def test_observers_read_but_cannot_comment_and_outsiders_see_nothing(plan, cmo, observer, outsider, choice):
+def test_observers_read_but_cannot_comment_and_outsiders_see_nothing(
+    plan, cmo, observer, outsider, choice
+):
     cmo.client.post(url(plan, choice), {"body": "First"})
     page = observer.client.get(url(plan, choice)).content.decode()
     assert "First" in page and "Your comment" not in page
