@@ -227,6 +227,8 @@ else:
         "data_folder_in": str(CELERY_QUEUE_DIR / "in"),
         "data_folder_out": str(CELERY_QUEUE_DIR / "in"),
         "processed_folder": str(CELERY_QUEUE_DIR / "processed"),
+        # Kombu's default is a folder relative to the working directory.
+        "control_folder": str(CELERY_QUEUE_DIR / "control"),
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = False

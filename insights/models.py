@@ -32,9 +32,10 @@ class Import(models.Model):
         ALL_OR_NOTHING = "all_or_nothing", "All or nothing"
         SKIP_INVALID = "skip_invalid", "Import the valid rows"
 
-    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="imports")
+    # Database-level, like its events: deleting a plan never walks its imports in Python.
+    plan = models.ForeignKey(Plan, on_delete=models.DB_CASCADE, related_name="imports")
     uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DB_SET_NULL
     )
     file = models.FileField(upload_to=import_upload_path, max_length=300)
     rejected_file = models.FileField(upload_to=import_upload_path, max_length=300, blank=True)
@@ -83,9 +84,11 @@ class Event(models.Model):
     """One thing a customer did (DOMAIN §4)."""
 
     id = models.BigAutoField(primary_key=True)
-    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="events")
+    # Deleting a plan or an import deletes its events in the database itself: millions of rows
+    # are never collected in Python first.
+    plan = models.ForeignKey(Plan, on_delete=models.DB_CASCADE, related_name="events")
     source_import = models.ForeignKey(
-        Import, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+        Import, null=True, blank=True, on_delete=models.DB_CASCADE, related_name="events"
     )
     customer_id = models.CharField(max_length=200)
     occurred_at = models.DateTimeField()
@@ -100,7 +103,7 @@ class Event(models.Model):
     dedupe_key = models.CharField(max_length=64)
 
     class Meta:
-        ordering = ["occurred_at", "id"]
+        # No default ordering: it would sort millions of rows, and break distinct() on a column.
         constraints = [
             models.UniqueConstraint(fields=["plan", "dedupe_key"], name="event_stored_once"),
             models.CheckConstraint(condition=~Q(customer_id=""), name="event_customer_not_blank"),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import smtplib
 
-from celery import shared_task
+from celery import Task, shared_task
+from celery.utils.time import get_exponential_backoff_interval
 from django.db import OperationalError, transaction
 
 from . import digests, retests, services
@@ -13,7 +14,9 @@ from . import digests, retests, services
 TRANSIENT = (OperationalError,)
 
 
-@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, max_retries=5)
+@shared_task(
+    acks_late=True, autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, max_retries=5
+)
 def import_events(import_id: int) -> None:
     """Import a kept file. Redelivered after a crash, it reclaims the import only once the dead
     run's heartbeat has gone stale; its transaction left nothing behind."""
@@ -25,17 +28,21 @@ def mark_stalled_imports() -> int:
     return services.mark_stalled_imports()
 
 
-@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, max_retries=5)
+@shared_task(
+    acks_late=True, autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, max_retries=5
+)
 def run_plan_retest(retest_id: int) -> None:
-    retest = retests.run_plan_retest(retest_id)
-    if retest is None or retest.trigger != "scheduled":
-        return
+    retests.run_plan_retest(retest_id)
+    # Also when this delivery found the re-test already done (a redelivery after a crash between
+    # the two steps): queue_digests claims each re-test once and only after a scheduled one.
     with transaction.atomic():
-        for delivery in digests.queue_digests(retest.pk):
+        for delivery in digests.queue_digests(retest_id):
             send_digest.delay_on_commit(delivery.pk)
 
 
-@shared_task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, max_retries=5)
+@shared_task(
+    acks_late=True, autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, max_retries=5
+)
 def retest_assumption(assumption_id: int, user_id: int | None = None) -> None:
     retests.retest_assumption_by_id(assumption_id, user_id=user_id)
 
@@ -50,13 +57,27 @@ def dispatch_due_retests() -> int:
     return len(started)
 
 
+MAIL_TROUBLE = (smtplib.SMTPException, OSError, *TRANSIENT)
+
+
 @shared_task(
+    bind=True,
     acks_late=True,
-    autoretry_for=(smtplib.SMTPException, OSError, *TRANSIENT),
+    max_retries=12,
     retry_backoff=30,
     retry_backoff_max=3600,
-    max_retries=12,
+    retry_jitter=True,
 )
-def send_digest(delivery_id: int) -> bool:
-    """A failing mail server delays the e-mail (retried with backoff); the run is never lost."""
-    return digests.send_digest(delivery_id)
+def send_digest(self: Task, delivery_id: int) -> bool:
+    """A failing mail server delays the e-mail (retried with backoff); the run is never lost.
+    The backoff is read when retrying (not fixed at import, as `autoretry_for` does)."""
+    try:
+        return digests.send_digest(delivery_id)
+    except MAIL_TROUBLE as error:
+        countdown = get_exponential_backoff_interval(
+            factor=self.retry_backoff,
+            retries=self.request.retries,
+            maximum=self.retry_backoff_max,
+            full_jitter=self.retry_jitter,
+        )
+        raise self.retry(exc=error, countdown=countdown) from error

@@ -109,7 +109,8 @@ class Plan(models.Model):
             ):
                 continue
             candidate = dt.datetime.combine(candidate_day, self.retest_time, tzinfo=zone)
-            if candidate > local:
+            # Compared in UTC: in the repeated autumn hour, wall-clock order is not time order.
+            if candidate.astimezone(dt.UTC) > moment:
                 return candidate.astimezone(dt.UTC)
         raise AssertionError("a weekly schedule always has a slot within 8 days")
 

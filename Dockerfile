@@ -1,0 +1,31 @@
+# One image for every process: web (bin/web), worker (bin/worker), beat (bin/beat).
+# Run bin/release (migrate + collectstatic) before the web server; docker-compose.yml does.
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DEBUG=0 \
+    HOST=0.0.0.0 \
+    PORT=8000 \
+    OUTSIDE_IN_VAR_DIR=/var/lib/outside-in
+
+WORKDIR /app
+
+# The pins live in pyproject.toml; install them first so code changes reuse this layer.
+COPY pyproject.toml ./
+RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+COPY . .
+
+RUN useradd --create-home --uid 1000 outside-in \
+    && mkdir -p /var/lib/outside-in/media \
+    && chown -R outside-in:outside-in /var/lib/outside-in
+USER outside-in
+
+EXPOSE 8000
+CMD ["bin/web"]

@@ -1,0 +1,410 @@
+"""The re-test pages: an assumption's history, "Re-test now", a plan re-test's progress, the
+assumption map, and the plan settings (schedule and e-mail preferences)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+import pytest
+import time_machine
+from django.urls import reverse
+
+from insights.models import AssumptionRun, Event, PlanRetest
+from insights.retests import retest_assumption_by_id, run_plan_retest, start_plan_retest
+from planning.models import Activity, Assumption, Membership, Plan
+from planning.services import create_plan
+
+from .retest_data import seed_plan
+
+pytestmark = pytest.mark.django_db
+
+UTC = dt.UTC
+POLLING = 'hx-trigger="every 1s"'
+
+
+@pytest.fixture
+def seeded(plan):
+    return seed_plan(plan)
+
+
+def urls(plan, seeded, retest) -> dict[str, str]:
+    return {
+        "assumption": reverse("insights:assumption", args=[plan.slug, seeded.repeat.pk]),
+        "assumption_retest": reverse(
+            "insights:assumption_retest", args=[plan.slug, seeded.repeat.pk]
+        ),
+        "plan_retest": reverse("insights:plan_retest", args=[plan.slug]),
+        "retest": reverse("insights:retest", args=[plan.slug, retest.pk]),
+        "assumption_map": reverse("insights:assumption_map", args=[plan.slug]),
+        "settings": reverse("planning:settings", args=[plan.slug]),
+    }
+
+
+def figure(html: str, element_id: str) -> dict:
+    found = re.search(
+        rf'<script id="{element_id}" type="application/json">(.*?)</script>', html, re.S
+    )
+    assert found, f"no {element_id} json_script"
+    return json.loads(found.group(1))
+
+
+def htmx(client, url):
+    return client.get(url, headers={"HX-Request": "true"})
+
+
+# --- happy paths ----------------------------------------------------------------------------------
+
+
+def test_retest_now_on_the_plan_runs_every_tested_assumption(
+    plan, seeded, cmo, tasks_inline, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = cmo.client.post(reverse("insights:plan_retest", args=[plan.slug]))
+    retest = PlanRetest.objects.get()
+    assert response.status_code == 302
+    assert response.headers["Location"] == reverse("insights:retest", args=[plan.slug, retest.pk])
+    assert (retest.trigger, retest.requested_by, retest.status) == ("manual", cmo.user, "done")
+    runs = AssumptionRun.objects.filter(retest=retest)
+    assert sorted(runs.values_list("assumption_id", flat=True)) == sorted(
+        a.pk for a in seeded.tested
+    )
+    assert set(runs.values_list("requested_by", flat=True)) == {cmo.user.pk}
+    assert retest.deliveries.count() == 0  # e-mails are for scheduled re-tests
+
+    page = cmo.client.get(response.headers["Location"]).content.decode()
+    assert "Re-test done: 3 of 3 assumptions changed" in page
+    assert (
+        '<span class="badge badge-untested">Untested</span> → <span class="badge badge-broken">Broken</span>'
+        in page
+    )
+    assert "<td>25.0%</td>" in page and "<td>≥ 50.0%</td>" in page
+    assert POLLING not in page
+
+
+def test_retest_now_on_an_assumption_stores_a_run(
+    plan, seeded, bu_leader, tasks_inline, django_capture_on_commit_callbacks
+):
+    url = reverse("insights:assumption_retest", args=[plan.slug, seeded.repeat.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = bu_leader.client.post(url)
+    run = AssumptionRun.objects.get()
+    assert (run.assumption, run.trigger, run.requested_by, run.retest) == (
+        seeded.repeat,
+        "manual",
+        bu_leader.user,
+        None,
+    )
+    assert (run.status, run.observed, run.n) == ("broken", 0.25, 40)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith(
+        reverse("insights:assumption", args=[plan.slug, seeded.repeat.pk]) + "?since="
+    )
+    page = bu_leader.client.get(response.headers["Location"]).content.decode()
+    assert 'data-status="broken">Broken</span>' in page
+    assert POLLING not in page  # the result is in: no more polling
+
+
+def test_an_assumption_without_a_test_cannot_be_re_tested(
+    plan, seeded, cmo, django_capture_on_commit_callbacks
+):
+    by_hand = Assumption.objects.get(statement="Members like the perks")
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = cmo.client.post(
+            reverse("insights:assumption_retest", args=[plan.slug, by_hand.pk])
+        )
+    assert response.status_code == 302
+    assert callbacks == []
+    page = cmo.client.get(response.headers["Location"]).content.decode()
+    assert "This assumption has no test to run; add one first." in page
+
+
+def test_the_assumption_page_polls_only_until_its_result_is_in(
+    plan, seeded, cmo, django_capture_on_commit_callbacks
+):
+    url = reverse("insights:assumption_retest", args=[plan.slug, seeded.repeat.pk])
+    with django_capture_on_commit_callbacks() as callbacks:  # enqueued, not yet run
+        response = cmo.client.post(url)
+    assert len(callbacks) == 1
+    waiting = cmo.client.get(response.headers["Location"]).content.decode()
+    assert "Re-testing…" in waiting and POLLING in waiting
+
+    fragment = htmx(cmo.client, response.headers["Location"])
+    html = fragment.content.decode()
+    assert fragment.status_code == 200
+    assert "<html" not in html
+    assert html.lstrip().startswith('<div id="verdict"')
+    assert POLLING in html and "Re-testing…" in html
+
+    retest_assumption_by_id(seeded.repeat.pk, user_id=cmo.user.pk)  # what the worker does
+    html = htmx(cmo.client, response.headers["Location"]).content.decode()
+    assert "<html" not in html
+    assert POLLING not in html
+    assert 'data-status="broken">Broken</span>' in html
+    assert '<span class="observed">25.0%</span>' in html
+    assert "95% interval 14.2% – 40.2%" in html  # as the value reads, not 0.1419
+    # A since without a zone is read as UTC, not a server error.
+    plain = htmx(
+        cmo.client,
+        reverse("insights:assumption", args=[plan.slug, seeded.repeat.pk])
+        + "?since=2026-03-01T00:00:00",
+    )
+    assert plain.status_code == 200
+
+
+def test_the_retest_page_polls_while_pending_and_stops_when_done(plan, seeded, observer):
+    retest = start_plan_retest(plan)
+    url = reverse("insights:retest", args=[plan.slug, retest.pk])
+    html = htmx(observer.client, url).content.decode()
+    assert "<html" not in html
+    assert html.lstrip().startswith('<section id="retest-progress"')
+    assert POLLING in html
+    assert "Re-testing 3 assumptions…" in html and '<progress max="3" value="0"' in html
+
+    run_plan_retest(retest.pk)
+    html = htmx(observer.client, url).content.decode()
+    assert "<html" not in html
+    assert POLLING not in html
+    assert "Re-test done: 3 of 3 assumptions changed" in html
+    full = observer.client.get(url).content.decode()
+    assert "<html" in full and POLLING not in full
+
+
+def test_the_history_chart_carries_observed_values_interval_and_threshold(plan, seeded, cmo):
+    # Three runs a day apart; 10 more first-time buyers come back before each of the later two.
+    for day, returning in [(2, []), (3, range(10, 20)), (4, range(20, 30))]:
+        Event.objects.bulk_create(
+            Event(
+                plan=plan,
+                customer_id=f"c{i:02}",
+                event_type="purchase",
+                value=10,
+                occurred_at=dt.datetime(2026, 1, 21, 9, 0, tzinfo=UTC),
+                dedupe_key=f"again-{i}",
+            )
+            for i in returning
+        )
+        with time_machine.travel(dt.datetime(2026, 3, day, 8, 0, tzinfo=UTC), tick=False):
+            retest_assumption_by_id(seeded.repeat.pk)
+    runs = list(AssumptionRun.objects.order_by("created_at"))
+    assert [r.observed for r in runs] == [0.25, 0.5, 0.75]
+    assert [r.status for r in runs] == ["broken", "at_risk", "holds"]
+
+    html = cmo.client.get(
+        reverse("insights:assumption", args=[plan.slug, seeded.repeat.pk])
+    ).content.decode()
+    traces = {t.get("name"): t for t in figure(html, "history-figure")["data"]}
+    x = [r.created_at.isoformat() for r in runs]
+    assert traces["Observed"]["x"] == x
+    assert traces["Observed"]["y"] == [0.25, 0.5, 0.75]
+    band_low = traces["95% interval"]
+    band_high = next(
+        t for t in figure(html, "history-figure")["data"] if t.get("showlegend") is False
+    )
+    assert band_low["y"] == [r.ci_low for r in runs] and band_high["y"] == [r.ci_high for r in runs]
+    assert band_low["fill"] == "tonexty"
+    assert all(low < high for low, high in zip(band_low["y"], band_high["y"], strict=True))
+    threshold = traces["Threshold 50.0%"]
+    assert threshold["y"] == [0.5, 0.5] and threshold["x"] == [x[0], x[-1]]
+    summary = (
+        "3 runs from 02 Mar 2026 to 04 Mar 2026: observed 25.0% at first, 75.0% at the latest run "
+        "(holds), against a target ≥ 50.0%."
+    )
+    assert f'role="img" aria-label="{summary}"' in html
+    assert f'<figcaption class="muted">{summary}</figcaption>' in html
+    # The table says it too, for anyone who does not see the chart.
+    assert html.count("<td>25.0%</td>") == 1 and html.count("<td>75.0%</td>") == 1
+
+
+def test_the_assumption_map_shows_every_assumption_and_recent_retests(plan, seeded, cio, observer):
+    retest = start_plan_retest(plan, user=cio.user)
+    run_plan_retest(retest.pk)
+    html = cio.client.get(reverse("insights:assumption_map", args=[plan.slug])).content.decode()
+    statements = {a.statement for a in Assumption.objects.all()}
+    for statement in statements:
+        assert statement in html
+    traces = figure(html, "map-figure")["data"]
+    assert {t["name"]: sorted(t["text"]) for t in traces} == {
+        "Holds": sorted([seeded.revenue.statement, seeded.buyers.statement]),
+        "Broken": [seeded.repeat.statement],
+        "Untested": ["Members like the perks"],
+    }
+    assert 'role="img" aria-label="4 assumptions (' in html
+    assert reverse("insights:retest", args=[plan.slug, retest.pk]) in html
+    assert "Re-test now" in html
+    assert (
+        "Re-test now"
+        not in observer.client.get(
+            reverse("insights:assumption_map", args=[plan.slug])
+        ).content.decode()
+    )
+
+
+def test_the_map_query_count_does_not_grow_with_the_plan(
+    plan, seeded, cmo, django_assert_max_num_queries
+):
+    url = reverse("insights:assumption_map", args=[plan.slug])
+    cmo.client.get(url)
+    with django_assert_max_num_queries(12) as small:
+        cmo.client.get(url)
+    for i in range(20):
+        Assumption.objects.create(choice=seeded.visits, statement=f"Extra {i}", position=10 + i)
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        cmo.client.get(url)
+
+
+# --- refusals -------------------------------------------------------------------------------------
+
+
+def test_wrong_methods_are_refused(plan, seeded, cmo):
+    retest = start_plan_retest(plan)
+    url = urls(plan, seeded, retest)
+    for name in ("assumption_retest", "plan_retest"):
+        assert cmo.client.get(url[name]).status_code == 405
+    for name in ("assumption", "retest", "assumption_map"):
+        assert cmo.client.post(url[name]).status_code == 405
+    assert cmo.client.put(url["settings"]).status_code == 405
+    assert cmo.client.delete(url["settings"]).status_code == 405
+    assert PlanRetest.objects.count() == 1 and AssumptionRun.objects.count() == 0
+
+
+def test_an_observer_reads_but_cannot_re_test(
+    plan, seeded, observer, django_capture_on_commit_callbacks
+):
+    retest = start_plan_retest(plan)
+    url = urls(plan, seeded, retest)
+    for name in ("assumption", "retest", "assumption_map", "settings"):
+        assert observer.client.get(url[name]).status_code == 200
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert observer.client.post(url["assumption_retest"]).status_code == 403
+        assert observer.client.post(url["plan_retest"]).status_code == 403
+        assert observer.client.post(url["settings"], schedule_form("daily")).status_code == 403
+    assert callbacks == []
+    assert PlanRetest.objects.count() == 1 and AssumptionRun.objects.count() == 0
+    assert Plan.objects.get().retest_cadence == "off"
+    assert "Re-test now" not in observer.client.get(url["assumption"]).content.decode()
+
+
+def test_an_outsider_learns_nothing(plan, seeded, outsider, django_capture_on_commit_callbacks):
+    retest = start_plan_retest(plan)
+    url = urls(plan, seeded, retest)
+    with django_capture_on_commit_callbacks() as callbacks:
+        for name in ("assumption", "retest", "assumption_map", "settings"):
+            assert outsider.client.get(url[name]).status_code == 404
+            assert htmx(outsider.client, url[name]).status_code == 404
+        for name in ("assumption_retest", "plan_retest", "settings"):
+            assert outsider.client.post(url[name]).status_code == 404
+    assert callbacks == []
+    assert PlanRetest.objects.count() == 1 and AssumptionRun.objects.count() == 0
+
+
+def test_another_plans_assumption_or_retest_is_not_found_through_this_plan(plan, seeded, cmo):
+    other = create_plan("Other plan", "other")
+    other_seeded = seed_plan(other)
+    other_retest = start_plan_retest(other)
+    assert (
+        cmo.client.get(
+            reverse("insights:assumption", args=[plan.slug, other_seeded.repeat.pk])
+        ).status_code
+        == 404
+    )
+    assert (
+        cmo.client.post(
+            reverse("insights:assumption_retest", args=[plan.slug, other_seeded.repeat.pk])
+        ).status_code
+        == 404
+    )
+    assert (
+        cmo.client.get(reverse("insights:retest", args=[plan.slug, other_retest.pk])).status_code
+        == 404
+    )
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(plan, seeded, client):
+    retest = start_plan_retest(plan)
+    for name, target in urls(plan, seeded, retest).items():
+        method = client.post if name in ("assumption_retest", "plan_retest") else client.get
+        response = method(target)
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith(reverse("login"))
+
+
+# --- settings: the schedule and e-mail preferences ------------------------------------------------
+
+
+def schedule_form(
+    cadence: str, weekday: int = 0, time: str = "07:00", zone: str = "Europe/Paris"
+) -> dict:
+    return {
+        "schedule-retest_cadence": cadence,
+        "schedule-retest_weekday": str(weekday),
+        "schedule-retest_time": time,
+        "schedule-retest_timezone": zone,
+    }
+
+
+def test_a_facilitator_saves_the_schedule(plan, facilitator):
+    url = reverse("planning:settings", args=[plan.slug])
+    with time_machine.travel(dt.datetime(2026, 3, 11, 12, 0, tzinfo=UTC), tick=False):
+        response = facilitator.client.post(url, schedule_form("weekly", weekday=0))
+    assert response.status_code == 302
+    assert response.headers["Location"] == url
+    plan.refresh_from_db()
+    assert (plan.retest_cadence, plan.retest_weekday, plan.retest_time, plan.retest_timezone) == (
+        "weekly",
+        0,
+        dt.time(7, 0),
+        "Europe/Paris",
+    )
+    assert plan.next_retest_at == dt.datetime(2026, 3, 16, 6, 0, tzinfo=UTC)
+    activity = Activity.objects.get(item_type="schedule")
+    assert (activity.actor, activity.action, activity.item_label) == (
+        facilitator.user,
+        "updated",
+        "Weekly on Mondays at 07:00 Europe/Paris",
+    )
+    assert (
+        activity.before["retest_cadence"] == "off" and activity.after["retest_cadence"] == "weekly"
+    )
+    page = facilitator.client.get(url).content.decode()
+    assert "Re-test schedule saved: Weekly on Mondays at 07:00 Europe/Paris." in page
+
+
+def test_a_bad_time_zone_is_explained(plan, facilitator):
+    url = reverse("planning:settings", args=[plan.slug])
+    response = facilitator.client.post(url, schedule_form("daily", zone="Mars/Olympus_Mons"))
+    assert response.status_code == 400
+    assert (
+        "“Mars/Olympus_Mons” is not a time zone (try “Europe/Paris” or “UTC”)."
+        in response.content.decode()
+    )
+    plan.refresh_from_db()
+    assert (plan.retest_cadence, plan.retest_timezone, plan.next_retest_at) == ("off", "UTC", None)
+    assert not Activity.objects.filter(item_type="schedule").exists()
+
+
+def test_a_cmo_cannot_change_the_schedule_but_can_change_their_own_emails(plan, cmo, cio):
+    url = reverse("planning:settings", args=[plan.slug])
+    assert cmo.client.post(url, schedule_form("daily")).status_code == 403
+    plan.refresh_from_db()
+    assert (plan.retest_cadence, plan.next_retest_at) == ("off", None)
+    page = cmo.client.get(url).content.decode()
+    assert "Only a facilitator can change the schedule." in page
+
+    response = cmo.client.post(url, {"email-all_quiet_digest": "on"})  # "receive" unticked
+    assert response.status_code == 302
+    mine = Membership.objects.get(pk=cmo.membership.pk)
+    assert (mine.digest_opt_out, mine.all_quiet_digest) == (True, True)
+    theirs = Membership.objects.get(pk=cio.membership.pk)
+    assert (theirs.digest_opt_out, theirs.all_quiet_digest) == (False, False)
+
+    cmo.client.post(url, {"email-receive_digests": "on"})
+    mine.refresh_from_db()
+    assert (mine.digest_opt_out, mine.all_quiet_digest) == (False, False)
+
+
+def test_an_observer_can_stop_their_own_emails(plan, observer):
+    url = reverse("planning:settings", args=[plan.slug])
+    assert observer.client.post(url, {}).status_code == 302
+    assert Membership.objects.get(pk=observer.membership.pk).digest_opt_out
