@@ -116,7 +116,10 @@ class ItemForm(forms.ModelForm):
             elif name == "owner":
                 value = value.pk if value else None
             elif isinstance(value, Decimal):
-                value = str(value)
+                # As the database gives it back (250000 → "250000.00"), so that comparing it
+                # with a snapshot compares text.
+                places = self._meta.model._meta.get_field(name).decimal_places  # type: ignore[union-attr]
+                value = str(value.quantize(Decimal(1).scaleb(-places)))
             values[name] = value
         return values
 
@@ -140,7 +143,7 @@ class ChoiceForm(ItemForm):
 
 
 class AssumptionForm(ItemForm):
-    params = forms.JSONField(required=False, widget=forms.HiddenInput)
+    params = forms.JSONField(label="Test parameters", required=False, widget=forms.HiddenInput)
 
     class Meta:
         model = Assumption

@@ -25,7 +25,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .models import Plan, Presence
+from .models import Membership, Plan, Presence
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +52,24 @@ def _publish(plan_id: int) -> None:
     if settings.REDIS_URL:
         try:
             _redis().publish(f"{CHANNEL_PREFIX}{plan_id}", "1")
-        except Exception:  # the poll still delivers it; a lost signal only delays an update
-            log.warning("could not publish a live update for plan %s", plan_id, exc_info=True)
+        except Exception as error:  # the poll still delivers it; a lost signal only delays
+            # an update. No traceback: it would keep the caller's frames (and their database
+            # connection) alive, and "Redis is down" says it all.
+            log.warning("could not publish a live update for plan %s: %s", plan_id, str(error))
 
 
-_redis_client = None
+_redis_clients: dict[str, Any] = {}
 
 
 def _redis():
-    global _redis_client
-    if _redis_client is None:
+    """The publishing client for the configured Redis. Short timeouts: publishing runs after a
+    save, in the request, and a Redis that does not answer must not hold the save's response."""
+    url = settings.REDIS_URL
+    if url not in _redis_clients:
         import redis
 
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL)
-    return _redis_client
+        _redis_clients[url] = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    return _redis_clients[url]
 
 
 # --- the in-process broker and the shared Redis subscriber ------------------------------------
@@ -126,7 +130,9 @@ _broker = Broker()
 # --- presence ---------------------------------------------------------------------------------
 
 
-def touch_presence(plan_id: int, user_id: int, connection: str, editing: str | None = None) -> None:
+def touch_presence(plan_id: int, user_id: int, connection: str, editing: str | None = None) -> bool:
+    """Note that this open board is still here (and what it edits). False, and nothing
+    written, when the connection is another person's or another plan's."""
     fields: dict[str, Any] = {"last_seen": timezone.now()}
     if editing is not None:
         fields["editing"] = editing[:80]
@@ -134,15 +140,20 @@ def touch_presence(plan_id: int, user_id: int, connection: str, editing: str | N
         connection=connection, plan_id=plan_id, user_id=user_id
     ).update(**fields)
     if not updated:
-        Presence.objects.create(
-            plan_id=plan_id,
-            user_id=user_id,
+        _, created = Presence.objects.get_or_create(
             connection=connection,
-            editing=fields.get("editing", ""),
-            last_seen=fields["last_seen"],
+            defaults={
+                "plan_id": plan_id,
+                "user_id": user_id,
+                "editing": fields.get("editing", ""),
+                "last_seen": fields["last_seen"],
+            },
         )
+        if not created:
+            return False
     if editing is not None:
         transaction.on_commit(lambda: _publish(plan_id))
+    return True
 
 
 def leave_presence(plan_id: int, connection: str) -> None:
@@ -156,11 +167,13 @@ def present(plan_id: int) -> list[dict[str, Any]]:
     rows = (
         Presence.objects.filter(plan_id=plan_id, last_seen__gte=since)
         .select_related("user")
-        .order_by("user__first_name", "user_id")
+        .order_by("user__first_name", "user_id", "id")
     )
-    roles = dict(Plan.objects.get(pk=plan_id).memberships.values_list("user_id", "role"))
+    roles = dict(Membership.objects.filter(plan_id=plan_id).values_list("user_id", "role"))
     people: dict[int, dict[str, Any]] = {}
     for row in rows:
+        if row.user_id not in roles:  # removed from the plan; their board is closing
+            continue
         person = people.setdefault(
             row.user_id,
             {
@@ -184,9 +197,14 @@ def _role_label(role: str) -> str:
 # --- the stream -------------------------------------------------------------------------------
 
 
-def _version(plan_id: int) -> int | None:
+def _version(plan_id: int, user_id: int) -> int | None:
+    """The plan's version; None when the plan is gone or the user no longer a member of it."""
     close_old_connections()
-    return Plan.objects.filter(pk=plan_id).values_list("version", flat=True).first()
+    return (
+        Membership.objects.filter(plan_id=plan_id, user_id=user_id)
+        .values_list("plan__version", flat=True)
+        .first()
+    )
 
 
 def _sse(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -215,7 +233,7 @@ async def stream(plan_id: int, user_id: int, last_version: int | None) -> AsyncI
         seen_presence = None
         last_beat = asyncio.get_running_loop().time()
         while True:
-            version = await version_of(plan_id)
+            version = await version_of(plan_id, user_id)
             if version is None:
                 yield _sse("gone", {})
                 return

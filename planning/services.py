@@ -9,8 +9,8 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.core.exceptions import PermissionDenied
-from django.db import models, transaction
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.http import Http404
 
@@ -210,12 +210,20 @@ class Conflict:
     mine: dict[str, Any]
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+
+
 def _equal(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float, Decimal, str)) and isinstance(b, (int, float, Decimal, str)):
+    """Equal as values: 3 and 3.0 are, and a number and its decimal string; two strings only
+    when they are the same text ("1.0" is another title than "1")."""
+    if (_is_number(a) and isinstance(b, (int, float, Decimal, str))) or (
+        _is_number(b) and isinstance(a, str)
+    ):
         try:
             return Decimal(str(a)) == Decimal(str(b))
         except ArithmeticError:
-            return str(a) == str(b)
+            return False
     return a == b
 
 
@@ -237,6 +245,17 @@ def save_item(
     saved, whatever else changed meanwhile; a field that someone else changed too (to
     something else) makes a Conflict, and nothing is saved.
     """
+    return _save(item, actor, base_version=base_version, base=base, mine=mine)[0]
+
+
+def _save(
+    item: models.Model,
+    actor: User,
+    *,
+    base_version: int,
+    base: dict[str, Any],
+    mine: dict[str, Any],
+) -> tuple[models.Model | Conflict, Activity | None]:
     model = type(item)
     with transaction.atomic():
         current = model.objects.select_for_update().get(pk=item.pk)
@@ -249,23 +268,23 @@ def save_item(
                 if not _equal(now[f], base.get(f)) and not _equal(now[f], mine[f])
             ]
             if clashes:
-                return Conflict(current, clashes, base, now, mine)
+                return Conflict(current, clashes, base, now, mine), None
         changes = {f: mine[f] for f in mine_changed if not _equal(now[f], mine[f])}
         if not changes:
-            return current
+            return current, None
         _apply(current, changes)
-        plan = _plan_of(current)
-        record_activity(
-            plan,
+        saved = snapshot(current)  # as stored: "Purchase" becomes "purchase", 1 becomes 1.0
+        entry = record_activity(
+            _plan_of(current),
             actor,
             "updated",
             kind_of(current),
             item_id=current.pk,
             item_label=label_of(current),
             before={f: now[f] for f in changes},
-            after={f: changes[f] for f in changes},
+            after={f: saved[f] for f in changes},
         )
-        return current
+        return current, entry
 
 
 def _plan_of(item: models.Model) -> Plan:
@@ -277,6 +296,12 @@ def _plan_of(item: models.Model) -> Plan:
 def create_item(
     kind: str, plan: Plan, actor: User, values: dict[str, Any], **parent: Any
 ) -> models.Model:
+    return _create(kind, plan, actor, values, **parent)[0]
+
+
+def _create(
+    kind: str, plan: Plan, actor: User, values: dict[str, Any], **parent: Any
+) -> tuple[models.Model, Activity]:
     model = MODELS[kind]
     scalars = {k: v for k, v in values.items() if k not in MANY}
     if "owner" in scalars:
@@ -291,7 +316,7 @@ def create_item(
         item.save()
         for name in MANY & set(values):
             getattr(item, name).set(values[name])
-        record_activity(
+        entry = record_activity(
             plan,
             actor,
             "created",
@@ -300,7 +325,7 @@ def create_item(
             item_label=label_of(item),
             after=snapshot(item),
         )
-    return item
+    return item, entry
 
 
 def _siblings(kind: str, plan: Plan, parent: dict[str, Any]):
@@ -309,25 +334,38 @@ def _siblings(kind: str, plan: Plan, parent: dict[str, Any]):
     return MODELS[kind].objects.filter(plan=plan)
 
 
-def delete_item(item: models.Model, actor: User) -> None:
+def delete_item(item: models.Model, actor: User) -> Activity:
     """Delete an item; the activity keeps all of it (assumptions of a choice too) for a revert."""
     kind = kind_of(item)
     plan = _plan_of(item)
-    before = snapshot(item)
-    before["_parent"] = item.choice_id if isinstance(item, Assumption) else None
-    if isinstance(item, StrategicChoice):
-        before["_assumptions"] = [
-            {**snapshot(a), "_verdict": _verdict(a)} for a in item.assumptions.all()
-        ]
     with transaction.atomic():
-        record_activity(
+        # Locked, so that what the activity keeps is what was deleted, not an older version.
+        item = type(item).objects.select_for_update().get(pk=item.pk)
+        before = snapshot(item)
+        before["_parent"] = item.choice_id if isinstance(item, Assumption) else None
+        if isinstance(item, Assumption):
+            before["_verdict"] = _verdict(item)
+        if isinstance(item, StrategicChoice):
+            before["_assumptions"] = [
+                {**snapshot(a), "_verdict": _verdict(a)}
+                for a in item.assumptions.order_by("position", "id")
+            ]
+        entry = record_activity(
             plan, actor, "deleted", kind, item_id=item.pk, item_label=label_of(item), before=before
         )
         item.delete()
+    return entry
+
+
+VERDICT_FIELDS = ["status", "observed", "sample_size", "ci_low", "ci_high", "last_run_at"]
 
 
 def _verdict(assumption: Assumption) -> dict[str, Any]:
-    return {"status": assumption.status}
+    """The latest re-test's verdict, so that a restored assumption shows it again."""
+    verdict = {name: getattr(assumption, name) for name in VERDICT_FIELDS}
+    if verdict["last_run_at"] is not None:
+        verdict["last_run_at"] = verdict["last_run_at"].isoformat()
+    return verdict
 
 
 def move_item(item: models.Model, actor: User, direction: int) -> None:
@@ -366,50 +404,83 @@ class RevertError(Exception):
 
 
 def revert_activity(activity: Activity, actor: User) -> Activity:
-    """Undo one change; the revert is itself a change, recorded like any other."""
+    """Undo one change; the revert is itself a change, recorded like any other, and points at
+    the change it reverts."""
     kind = activity.item_type
     if kind not in MODELS:
         raise RevertError("This kind of change cannot be reverted.")
+    try:
+        with transaction.atomic():
+            entry = _revert(activity, actor)
+            entry.reverts = activity
+            Activity.objects.filter(pk=entry.pk).update(reverts=activity)
+            return entry
+    except IntegrityError:
+        raise RevertError(
+            "Another item of this plan has the same name now; rename one of them first."
+        ) from None
+    except ValidationError as error:
+        raise RevertError(" ".join(error.messages)) from None
+
+
+def _revert(activity: Activity, actor: User) -> Activity:
+    kind = activity.item_type
     model = MODELS[kind]
-    plan = activity.plan
-    with transaction.atomic():
-        if activity.action == Activity.Action.CREATED:
-            item = model.objects.filter(pk=activity.item_id).first()
-            if item is None:
-                raise RevertError("It was deleted already.")
-            delete_item(item, actor)
-        elif activity.action == Activity.Action.DELETED:
-            _restore(kind, plan, actor, activity.before or {})
-        elif activity.action == Activity.Action.UPDATED:
-            item = model.objects.filter(pk=activity.item_id).first()
-            if item is None:
-                raise RevertError("The item was deleted since; revert its deletion first.")
-            before = {k: v for k, v in (activity.before or {}).items() if k in EDITABLE[kind]}
-            result = save_item(
-                item, actor, base_version=item.version, base=snapshot(item), mine=before
-            )  # type: ignore[attr-defined]
-            if isinstance(result, Conflict):
-                raise RevertError("It changed again since.")
-        else:
-            raise RevertError("This kind of change cannot be reverted.")
-        latest = Activity.objects.filter(plan=plan).order_by("-id").first()
-        assert latest is not None
-        Activity.objects.filter(pk=latest.pk).update(reverts=activity)
-        return latest
+    if activity.action == Activity.Action.CREATED:
+        item = model.objects.filter(pk=activity.item_id).first()
+        if item is None:
+            raise RevertError("It was deleted already.")
+        return delete_item(item, actor)
+    if activity.action == Activity.Action.DELETED:
+        return _restore(kind, activity.plan, actor, activity.before or {})
+    if activity.action == Activity.Action.UPDATED:
+        item = model.objects.filter(pk=activity.item_id).first()
+        if item is None:
+            raise RevertError("The item was deleted since; revert its deletion first.")
+        before = {k: v for k, v in (activity.before or {}).items() if k in EDITABLE[kind]}
+        after = activity.after or {}
+        _drop_missing(before)
+        # Based on what that change left: a field changed again since is a conflict, never
+        # silently overwritten; a field changed back already is simply left as it is.
+        result, entry = _save(
+            item,
+            actor,
+            base_version=-1,
+            base={name: after.get(name) for name in before},
+            mine=before,
+        )
+        if isinstance(result, Conflict):
+            raise RevertError("It changed again since.")
+        if entry is None:
+            raise RevertError("Nothing to revert: it is as it was before that change.")
+        return entry
+    raise RevertError("This kind of change cannot be reverted.")
 
 
-def _restore(kind: str, plan: Plan, actor: User, before: dict[str, Any]) -> models.Model:
+def _restore(kind: str, plan: Plan, actor: User, before: dict[str, Any]) -> Activity:
+    """Create a deleted item again (a choice with its assumptions); the choice's own activity
+    is the revert's."""
     values = {k: v for k, v in before.items() if not k.startswith("_")}
     parent = {"choice_id": before["_parent"]} if kind == "assumption" else {}
     if kind == "assumption" and not StrategicChoice.objects.filter(pk=before["_parent"]).exists():
         raise RevertError("Its choice was deleted since; revert that deletion first.")
     _drop_missing(values)
-    item = create_item(kind, plan, actor, values, **parent)
+    item, entry = _create(kind, plan, actor, values, **parent)
+    if kind == "assumption":
+        _restore_verdict(item.pk, before.get("_verdict"))
     for nested in before.get("_assumptions", []):
         nested_values = {k: v for k, v in nested.items() if not k.startswith("_")}
         _drop_missing(nested_values)
-        create_item("assumption", plan, actor, nested_values, choice_id=item.pk)
-    return item
+        assumption = create_item("assumption", plan, actor, nested_values, choice_id=item.pk)
+        _restore_verdict(assumption.pk, nested.get("_verdict"))
+    return entry
+
+
+def _restore_verdict(pk: int, verdict: dict[str, Any] | None) -> None:
+    if verdict:
+        Assumption.objects.filter(pk=pk).update(
+            **{k: v for k, v in verdict.items() if k in VERDICT_FIELDS}
+        )
 
 
 def _drop_missing(values: dict[str, Any]) -> None:

@@ -752,7 +752,9 @@ def presence(request: HttpRequest, slug: str) -> HttpResponse:
     connection = request.POST.get("connection", "")
     if not connection or len(connection) > 40:
         raise BadRequest("No connection.")
-    live.touch_presence(plan.pk, request.user.pk, connection, request.POST.get("editing", ""))
+    editing = request.POST.get("editing", "")
+    if not live.touch_presence(plan.pk, request.user.pk, connection, editing):
+        raise BadRequest("Not your connection.")
     return HttpResponse(status=204)
 
 
