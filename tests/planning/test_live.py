@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import os
 import uuid
 from typing import Any
@@ -593,6 +594,7 @@ def test_with_redis_down_a_save_still_succeeds_and_boards_poll(
 
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     monkeypatch.setattr(live, "POLL_SECONDS", 0.2)
+    caplog.set_level(logging.WARNING, logger="planning.live")
 
     current = plan_version(plan)
 
