@@ -1,0 +1,26 @@
+"""`python -m bench [NAME ...]`: run the named benchmarks, or all of them."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name → module with a main() -> int
+BENCHES = {"imports": "bench.imports", "metrics": "bench.metrics", "board": "bench.board"}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHES)
+    unknown = [name for name in names if name not in BENCHES]
+    if unknown:
+        print(f"Unknown benchmark {', '.join(unknown)}; the benchmarks are: {', '.join(BENCHES)}.")
+        return 2
+    status = 0
+    for name in names:
+        print(f"== {name}", flush=True)
+        status |= importlib.import_module(BENCHES[name]).main()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
