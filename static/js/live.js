@@ -62,7 +62,12 @@
         if (!response.ok) throw new Error(response.status);
         return response.text();
       })
-      .then(reconcile)
+      .then(function (html) {
+        // A click on its way (Edit, Save…) targets the board as it is: let it land and settle,
+        // then refresh.
+        if (root.querySelector(".htmx-request, .htmx-settling")) again = true;
+        else reconcile(html);
+      })
       .catch(function () { setStatus("Could not refresh the board; retrying…"); again = true; })
       .finally(function () {
         refreshing = null;
@@ -79,6 +84,7 @@
     if (active && root.contains(active) && typeof active.selectionStart === "number") {
       selection = [active.selectionStart, active.selectionEnd];
     }
+    var focused = active && root.contains(active) ? focusPath(active) : null;
     var open = Array.prototype.map.call(root.querySelectorAll("[data-editing]"), function (el) {
       return {el: el, key: el.dataset.key, slot: el.parentElement ? el.parentElement.id : ""};
     });
@@ -107,9 +113,29 @@
     if (active && document.contains(active)) {
       active.focus();
       if (selection) active.setSelectionRange(selection[0], selection[1]);
+    } else if (focused) {
+      refocus(focused);
     }
     showPresence();
     setStatus("");
+  }
+
+  // A keyboard user's place on the board survives a refresh: the same button of the same item.
+  var FOCUSABLE = "a[href], button, input, select, textarea";
+
+  function focusPath(el) {
+    var keyed = el.closest("[data-key]");
+    if (!keyed || el.closest("[data-editing]")) return null; // open forms are kept as they are
+    var all = keyed.querySelectorAll(FOCUSABLE);
+    return {key: keyed.dataset.key, html: el.outerHTML, index: Array.prototype.indexOf.call(all, el)};
+  }
+
+  function refocus(path) {
+    var keyed = root.querySelector('[data-key="' + CSS.escape(path.key) + '"]');
+    if (!keyed) return;
+    var all = Array.prototype.slice.call(keyed.querySelectorAll(FOCUSABLE));
+    var same = all.filter(function (el) { return el.outerHTML === path.html; })[0] || all[path.index];
+    if (same) same.focus({preventScroll: true});
   }
 
   // --- presence: who is here, who edits what -----------------------------------------------------
@@ -150,19 +176,35 @@
     var body = new URLSearchParams({connection: connection, editing: editing});
     fetch(root.dataset.presenceUrl, {
       method: "POST", body: body, credentials: "same-origin", headers: {"X-CSRFToken": csrf},
-    });
+    }).catch(function () {}); // best effort: the next connection's hello sends it again
   }
 
   // --- keyboard: focus lands in the form, Escape cancels, Enter saves ------------------------------
 
-  document.body.addEventListener("htmx:afterSwap", function (e) {
+  // A form that closes (saved or cancelled) hands focus back to its item's first tool (Edit),
+  // not to the top of the page.
+  var closing = false;
+  document.body.addEventListener("htmx:beforeSwap", function (e) {
+    var target = e.detail.target;
+    closing = !!(target && target.matches && target.matches("[data-editing]") &&
+                 target.contains(document.activeElement));
+  });
+
+  document.body.addEventListener("htmx:afterSwap", function () { sendEditing(); });
+
+  // Focus moves once the swap has settled, when htmx has made the new buttons and links work (a
+  // keyboard user may press Enter or Escape at once).
+  document.body.addEventListener("htmx:afterSettle", function (e) {
     var form = e.target.querySelector ? e.target.querySelector("[data-editing] form") : null;
     if (!form && e.target.matches && e.target.matches("[data-editing]")) form = e.target.querySelector("form");
     if (form) {
       var first = form.querySelector("input:not([type=hidden]), textarea, select");
       if (first) first.focus();
+    } else if (closing && e.target.querySelector) {
+      var tool = e.target.querySelector(".tools button, .stage-tools button");
+      if (tool) tool.focus();
     }
-    sendEditing();
+    closing = false;
   });
 
   root.addEventListener("keydown", function (e) {
@@ -187,7 +229,11 @@
   function cancel(article) {
     var button = article.querySelector("[data-cancel]");
     if (button && button.hasAttribute("data-remove")) {
+      // Back to the "Add …" button that opened this form, just after its slot.
+      var opener = article.parentElement && article.parentElement.nextElementSibling;
       article.remove();
+      opener = opener && opener.querySelector("button");
+      if (opener) opener.focus();
       sendEditing();
     } else if (button) {
       htmx.trigger(button, "click");
