@@ -207,6 +207,44 @@ def _version(plan_id: int, user_id: int) -> int | None:
     )
 
 
+MAX_ITEMS = 20
+
+
+def _changes(plan_id: int, since: int | None):
+    """With `since` None: the latest activity id. Else (items changed after it, latest id);
+    items is None when the changes are too many or too structural for an item refresh."""
+    from .models import Activity
+
+    if since is None:
+        return (
+            Activity.objects.filter(plan_id=plan_id)
+            .order_by("-id")
+            .values_list("id", flat=True)
+            .first()
+            or 0
+        )
+    rows = list(
+        Activity.objects.filter(plan_id=plan_id, id__gt=since)
+        .order_by("id")
+        .values("id", "action", "item_type", "item_id", "after")[: MAX_ITEMS + 1]
+    )
+    if not rows:
+        return [], since
+    latest = rows[-1]["id"]
+    if len(rows) > MAX_ITEMS:
+        return None, _changes(plan_id, None)
+    items = [
+        {
+            "type": row["item_type"],
+            "id": row["item_id"],
+            "action": row["action"],
+            "fields": sorted((row["after"] or {}).keys()) if isinstance(row["after"], dict) else [],
+        }
+        for row in rows
+    ]
+    return items, latest
+
+
 def _sse(event: str, data: Any, event_id: int | None = None) -> bytes:
     lines = []
     if event_id is not None:
@@ -223,6 +261,7 @@ async def stream(plan_id: int, user_id: int, last_version: int | None) -> AsyncI
     waiter = _broker.add(plan_id)
     loop_event = waiter[1]
     version_of = sync_to_async(_version, thread_sensitive=False)
+    changes_of = sync_to_async(_changes, thread_sensitive=False)
     presence_of = sync_to_async(present, thread_sensitive=False)
     touch = sync_to_async(touch_presence, thread_sensitive=False)
     try:
@@ -232,13 +271,27 @@ async def stream(plan_id: int, user_id: int, last_version: int | None) -> AsyncI
         yield _sse("hello", {"connection": connection})
         seen_presence = None
         last_beat = asyncio.get_running_loop().time()
+        # What changed is read from the activity record: the board then refreshes only those
+        # items. After a reconnect the stream cannot know, and the board refreshes whole.
+        last_activity = await changes_of(plan_id, None) if last_version is not None else None
         while True:
             version = await version_of(plan_id, user_id)
             if version is None:
                 yield _sse("gone", {})
                 return
             if version != last_version:
-                yield _sse("changed", {"version": version}, event_id=version)
+                items, last_activity = (
+                    await changes_of(plan_id, last_activity)
+                    if last_activity is not None
+                    else (None, await changes_of(plan_id, None))
+                )
+                # One activity per version step: when they do not match, something changed that
+                # wrote no activity (a re-test's new observed value), so the board refreshes whole.
+                if items is not None and (
+                    last_version is None or len(items) != version - last_version
+                ):
+                    items = None
+                yield _sse("changed", {"version": version, "items": items}, event_id=version)
                 last_version = version
             people = await presence_of(plan_id)
             if people != seen_presence:

@@ -136,17 +136,22 @@ def board(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, template, context)
 
 
-def _board_choices(plan: Plan, filters: dict[str, str]):
+def _card_assumptions() -> Prefetch:
+    """A card's assumptions as the board shows them: in order, with owners and comment counts."""
     assumptions = (
         Assumption.objects.select_related("owner__user")
         .annotate(comment_count=Count("comments"))
         .order_by("position", "id")
     )
+    return Prefetch("assumptions", queryset=assumptions)
+
+
+def _board_choices(plan: Plan, filters: dict[str, str]):
     choices = (
         StrategicChoice.objects.filter(plan=plan)
         .select_related("owner__user")
         .annotate(comment_count=Count("comments"))
-        .prefetch_related("stages", Prefetch("assumptions", queryset=assumptions))
+        .prefetch_related("stages", _card_assumptions())
         .order_by("position", "id")
     )
     if filters["bu"]:
@@ -521,7 +526,9 @@ def _render_item(request: HttpRequest, plan: Plan, membership: Membership, item,
         "stage_id": _card_stage(item, stage_id) if kind in {"choice", "assumption"} else None,
     }
     if kind == "choice":
-        context["choice"] = item
+        context["choice"] = (
+            ITEM_QUERYSETS["choice"](plan).prefetch_related(_card_assumptions()).get(pk=item.pk)
+        )
     elif kind == "assumption":
         context["assumption"] = item
     elif kind == "initiative":

@@ -28,11 +28,12 @@
       sendEditing();
     });
     source.addEventListener("changed", function (e) {
-      var next = JSON.parse(e.data).version;
-      if (next !== version) {
-        version = next;
-        refresh();
-      }
+      var data = JSON.parse(e.data);
+      if (data.version === version) return;
+      version = data.version;
+      var parts = itemParts(data.items);
+      if (parts) refreshItems(parts);
+      else refresh();
     });
     source.addEventListener("presence", function (e) {
       people = JSON.parse(e.data);
@@ -76,6 +77,89 @@
           setTimeout(refresh, 200);
         }
       });
+  }
+
+  // --- refreshing single items: an edit of one card costs one card, not the whole board -----------
+
+  var ALONE = {choice: "choices", assumption: "assumptions", initiative: "initiatives"};
+  // Fields whose change moves a card, or shows elsewhere on the board: those refresh it whole.
+  var PLACING = ["stages", "title", "status", "horizon", "owner", "business_unit"];
+
+  function itemParts(items) {
+    if (!items || !items.length || filtersActive()) return null;
+    var parts = [];
+    for (var i = 0; i < items.length; i++) {
+      var item = items[i];
+      if (!ALONE[item.type] || (item.action !== "updated" && item.action !== "tested")) return null;
+      if (item.type !== "assumption" && item.fields.some(function (f) { return PLACING.indexOf(f) >= 0; })) return null;
+      var nodes = root.querySelectorAll('[data-item="' + item.type + "-" + item.id + '"]:not([data-editing])');
+      if (!nodes.length && !root.querySelector('[data-item="' + item.type + "-" + item.id + '"]')) return null;
+      Array.prototype.forEach.call(nodes, function (node) {
+        var stage = (node.dataset.key || "").split("-in-")[1];
+        var url = root.dataset.itemUrl.replace("/choices/", "/" + ALONE[item.type] + "/").replace("123456789", item.id);
+        parts.push({node: node, url: url + (stage ? "?in=" + encodeURIComponent(stage) : "")});
+      });
+    }
+    return parts;
+  }
+
+  function filtersActive() {
+    return /[?&](bu|owner|status|horizon)=[^&]/.test(root.dataset.boardUrl);
+  }
+
+  function refreshItems(parts) {
+    if (refreshing) {
+      again = true;
+      return;
+    }
+    refreshing = Promise.all(parts.map(function (part) {
+      return fetch(part.url, {headers: {"HX-Request": "true"}, credentials: "same-origin"})
+        .then(function (response) {
+          if (!response.ok) throw new Error(response.status);
+          return response.text();
+        });
+    }))
+      .then(function (htmls) {
+        if (root.querySelector(".htmx-request, .htmx-settling")) {
+          again = true;
+          return;
+        }
+        parts.forEach(function (part, i) { if (document.contains(part.node)) swapNode(part.node, htmls[i]); });
+        showPresence();
+        setStatus("");
+      })
+      .catch(function () { again = true; })
+      .finally(function () {
+        refreshing = null;
+        if (again) {
+          again = false;
+          setTimeout(refresh, 200);
+        }
+      });
+  }
+
+  function swapNode(node, html) {
+    var template = document.createElement("template");
+    template.innerHTML = html.trim();
+    var fresh = template.content.firstElementChild;
+    if (!fresh) return;
+    var active = document.activeElement;
+    var focused = active && node.contains(active) ? focusPath(active) : null;
+    var open = Array.prototype.map.call(node.querySelectorAll("[data-editing]"), function (el) {
+      return {el: el, key: el.dataset.key, slot: el.parentElement ? el.parentElement.id : ""};
+    });
+    open.forEach(function (o) { o.el.remove(); });
+    node.replaceWith(fresh);
+    open.forEach(function (o) {
+      var target = o.key && fresh.querySelector('[data-key="' + CSS.escape(o.key) + '"]');
+      var slot = o.slot && fresh.querySelector("#" + CSS.escape(o.slot));
+      if (target) target.replaceWith(o.el);
+      else if (slot) slot.appendChild(o.el);
+      else fresh.prepend(o.el);
+    });
+    htmx.process(fresh);
+    if (active && document.contains(active)) active.focus({preventScroll: true});
+    else if (focused) refocus(focused);
   }
 
   function reconcile(html) {
