@@ -552,7 +552,9 @@ def _edit_once(page_a: Any, page_b: Any, article_id: str, n: int) -> Moments:
     _until(page_b, "window.__seenAt !== null", "B to show A's save")
     # A's own board hears of its save too (one card re-fetched): let that land before the next
     # click, so the click meets the board as it will stay.
-    _until(page_a, "window.__savedAt !== null && !document.querySelector('.htmx-request')", "A's save")
+    _until(
+        page_a, "window.__savedAt !== null && !document.querySelector('.htmx-request')", "A's save"
+    )
     page_a.wait_for_timeout(400)
     sent, saved = page_a.evaluate("[window.__sentAt, window.__savedAt]")
     seen = page_b.evaluate("window.__seenAt")

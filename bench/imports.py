@@ -193,7 +193,7 @@ def _child_main(command: str, argument: str) -> None:
     django.setup()
     from django.core.management import call_command
 
-    from insights.services import create_import, run_import
+    from insights.services.imports import create_import, run_import
     from planning.services import create_plan
 
     if command == "setup":
@@ -212,7 +212,7 @@ def _child_main(command: str, argument: str) -> None:
             if "read and checked" in str(record.msg):
                 phases.append(tuple(record.args or ()))
 
-    engine_log = logging.getLogger("insights.services")
+    engine_log = logging.getLogger("insights.services.imports")
     engine_log.addHandler(Phases())
     engine_log.setLevel(logging.INFO)
     engine_log.propagate = False

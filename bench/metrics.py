@@ -532,7 +532,7 @@ def setup(rows: int) -> Any:
 def compare(plan: Any, as_of: dt.datetime) -> list[Row]:
     """Each distinct test of the plan: the engine and the hand-written statement, timed."""
     from insights.metrics import measure
-    from insights.retests import tested_assumptions
+    from insights.services.retests import tested_assumptions
 
     assumptions = list(tested_assumptions(plan))
     print(
@@ -628,7 +628,7 @@ def summarise(rows: list[Row]) -> None:
 
 def time_retests(plan: Any) -> None:
     """The whole plan re-tested, as a schedule does: first every verdict is new, then none."""
-    from insights.retests import retest_plan
+    from insights.services.retests import retest_plan
 
     for what in ("first re-test (every verdict new)", "again (no verdict changes)"):
         started = time.perf_counter()

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 
 from .models import Import
-from .services import EVENT_FIELDS, REQUIRED_FIELDS
+from .services.imports import EVENT_FIELDS, REQUIRED_FIELDS
 
 FIELD_LABELS = {
     "customer_id": "Customer id (required)",

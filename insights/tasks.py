@@ -8,7 +8,7 @@ from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from django.db import OperationalError, transaction
 
-from . import digests, retests, services
+from .services import digests, imports, retests
 
 # Transient trouble (a database restart, a busy SQLite file) is retried with backoff.
 TRANSIENT = (OperationalError,)
@@ -20,12 +20,12 @@ TRANSIENT = (OperationalError,)
 def import_events(import_id: int) -> None:
     """Import a kept file. Redelivered after a crash, it reclaims the import only once the dead
     run's heartbeat has gone stale; its transaction left nothing behind."""
-    services.run_import(import_id)
+    imports.run_import(import_id)
 
 
 @shared_task
 def mark_stalled_imports() -> int:
-    return services.mark_stalled_imports()
+    return imports.mark_stalled_imports()
 
 
 @shared_task(

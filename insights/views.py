@@ -24,12 +24,12 @@ from planning.models import Assumption, AssumptionStatus, Membership
 from planning.services import get_plan_for_user, require_editor, require_facilitator
 
 from . import charts, tasks
-from .digests import membership_from_token
 from .forms import MappingForm, UploadForm
 from .metrics import latest_event_at
 from .models import Event, Import, PlanRetest
-from .retests import evaluate, start_plan_retest, tested_assumptions
-from .services import FileRejected, create_import, preview_file, read_progress
+from .services.digests import membership_from_token
+from .services.imports import FileRejected, create_import, preview_file, read_progress
+from .services.retests import evaluate, start_plan_retest, tested_assumptions
 
 
 @require_http_methods(["GET", "POST"])

@@ -12,9 +12,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from insights.digests import queue_digests, send_digest, unsubscribe_token
 from insights.models import DigestDelivery, PlanRetest
-from insights.retests import dispatch_due_retests, run_plan_retest, start_plan_retest
+from insights.services.digests import queue_digests, send_digest, unsubscribe_token
+from insights.services.retests import dispatch_due_retests, run_plan_retest, start_plan_retest
 from planning.models import Membership, Plan, Role
 
 from .retest_data import LateSmtpServer, seed_plan, set_previous_statuses

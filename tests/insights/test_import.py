@@ -19,9 +19,9 @@ from django.core.cache import cache, caches
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from insights import services
 from insights.models import Event, Import
-from insights.services import (
+from insights.services import imports as services
+from insights.services.imports import (
     FileRejected,
     create_import,
     mark_stalled_imports,

@@ -27,8 +27,14 @@ def upload(persona, plan, content=CSV, name="events.csv"):
 
 
 def start(persona, record, **fields):
-    data = {"column_0": "customer_id", "column_1": "occurred_at", "column_2": "event_type",
-            "column_3": "value", "column_4": "", "mode": "skip_invalid"}
+    data = {
+        "column_0": "customer_id",
+        "column_1": "occurred_at",
+        "column_2": "event_type",
+        "column_3": "value",
+        "column_4": "",
+        "mode": "skip_invalid",
+    }
     data.update(fields)
     return persona.client.post(
         reverse("insights:import_start", args=[record.plan.slug, record.pk]), data
@@ -39,18 +45,22 @@ def test_upload_keeps_the_file_and_shows_the_columns_to_check(plan, cmo):
     response = upload(cmo, plan)
     record = Import.objects.get()
     assert response.status_code == 302
-    assert response.headers["Location"] == reverse("insights:import_detail", args=[plan.slug, record.pk])
+    assert response.headers["Location"] == reverse(
+        "insights:import_detail", args=[plan.slug, record.pk]
+    )
     assert record.status == "draft"
     assert record.file.read().decode() == CSV
     page = cmo.client.get(response.headers["Location"]).content.decode()
     assert "semicolon-separated" in page
-    assert "<th scope=\"col\">client</th>" in page
+    assert '<th scope="col">client</th>' in page
     # occurred_at is matched by name, client is not: the user maps it.
     assert '<option value="occurred_at" selected>' in page
     assert Event.objects.count() == 0
 
 
-def test_renamed_column_mapped_and_valid_rows_imported(plan, cmo, tasks_inline, django_capture_on_commit_callbacks):
+def test_renamed_column_mapped_and_valid_rows_imported(
+    plan, cmo, tasks_inline, django_capture_on_commit_callbacks
+):
     upload(cmo, plan)
     record = Import.objects.get()
     with django_capture_on_commit_callbacks(execute=True):
@@ -61,14 +71,18 @@ def test_renamed_column_mapped_and_valid_rows_imported(plan, cmo, tasks_inline, 
     assert (record.rows_read, record.rows_imported, record.rows_rejected) == (3, 2, 1)
     assert sorted(Event.objects.values_list("customer_id", flat=True)) == ["c1", "c2"]
     assert Event.objects.get(customer_id="c1").attributes == {"campaign": "spring"}
-    page = cmo.client.get(reverse("insights:import_detail", args=[plan.slug, record.pk])).content.decode()
+    page = cmo.client.get(
+        reverse("insights:import_detail", args=[plan.slug, record.pk])
+    ).content.decode()
     assert "<td>4</td><td>occurred_at</td><td><code>2026-13-01</code></td>" in page
     assert "New event types:" in page
     rejected = cmo.client.get(reverse("insights:import_rejected", args=[plan.slug, record.pk]))
     assert b"".join(rejected.streaming_content).decode().splitlines()[1].startswith("4,")
 
 
-def test_all_or_nothing_imports_nothing(plan, cmo, tasks_inline, django_capture_on_commit_callbacks):
+def test_all_or_nothing_imports_nothing(
+    plan, cmo, tasks_inline, django_capture_on_commit_callbacks
+):
     upload(cmo, plan)
     record = Import.objects.get()
     with django_capture_on_commit_callbacks(execute=True):
@@ -92,7 +106,9 @@ def test_a_required_field_left_unmapped_is_explained(plan, cmo):
 def test_a_binary_file_is_rejected_at_once_and_kept(plan, cmo):
     upload(cmo, plan, content="\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", name="photo.csv")
     record = Import.objects.get()
-    page = cmo.client.get(reverse("insights:import_detail", args=[plan.slug, record.pk])).content.decode()
+    page = cmo.client.get(
+        reverse("insights:import_detail", args=[plan.slug, record.pk])
+    ).content.decode()
     assert "This is not a CSV text file: it contains binary data" in page
     record.refresh_from_db()
     assert record.status == "rejected"
@@ -112,7 +128,8 @@ def test_progress_fragment_for_htmx(plan, cmo):
     record = Import.objects.get()
     Import.objects.filter(pk=record.pk).update(status="running", rows_read=0)
     response = cmo.client.get(
-        reverse("insights:import_detail", args=[plan.slug, record.pk]), headers={"HX-Request": "true"}
+        reverse("insights:import_detail", args=[plan.slug, record.pk]),
+        headers={"HX-Request": "true"},
     )
     html = response.content.decode()
     assert "<html" not in html
@@ -132,7 +149,12 @@ def test_outsider_gets_404_everywhere(plan, cmo, outsider):
     upload(cmo, plan)
     record = Import.objects.get()
     for name in ["import_detail", "import_rejected", "import_file"]:
-        assert outsider.client.get(reverse(f"insights:{name}", args=[plan.slug, record.pk])).status_code == 404
+        assert (
+            outsider.client.get(
+                reverse(f"insights:{name}", args=[plan.slug, record.pk])
+            ).status_code
+            == 404
+        )
     assert outsider.client.get(reverse("insights:imports", args=[plan.slug])).status_code == 404
     assert upload(outsider, plan).status_code == 404
     assert start(outsider, record).status_code == 404
@@ -141,12 +163,20 @@ def test_outsider_gets_404_everywhere(plan, cmo, outsider):
 def test_start_is_post_only(plan, cmo):
     upload(cmo, plan)
     record = Import.objects.get()
-    assert cmo.client.get(reverse("insights:import_start", args=[plan.slug, record.pk])).status_code == 405
+    assert (
+        cmo.client.get(reverse("insights:import_start", args=[plan.slug, record.pk])).status_code
+        == 405
+    )
 
 
 def test_facilitator_maps_new_event_types_with_suggestions(plan, cmo, facilitator):
-    Event.objects.create(plan=plan, customer_id="c", occurred_at="2026-01-01T00:00Z",
-                         event_type="support_ticket", dedupe_key="k")
+    Event.objects.create(
+        plan=plan,
+        customer_id="c",
+        occurred_at="2026-01-01T00:00Z",
+        event_type="support_ticket",
+        dedupe_key="k",
+    )
     page = facilitator.client.get(reverse("insights:event_map", args=[plan.slug])).content.decode()
     ask = plan.stages.get(name="Ask")
     assert f'<option value="{ask.pk}" selected>Ask (suggested)</option>' in page

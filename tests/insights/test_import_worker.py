@@ -25,9 +25,10 @@ from django.core.cache import cache
 from django.db import connection, connections
 
 from config.celery import app
-from insights import services, tasks
+from insights import tasks
 from insights.models import Event, Import
-from insights.services import create_import, mark_stalled_imports, progress_key, run_import
+from insights.services import imports as services
+from insights.services.imports import create_import, mark_stalled_imports, progress_key, run_import
 from tests.conftest import REQUIRE_SERVICES, need_service
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]

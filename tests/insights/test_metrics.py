@@ -21,7 +21,7 @@ import pytest
 from insights import metrics
 from insights.metrics import Measurement, MetricError, Scope, latest_event_at, verdict
 from insights.models import Event
-from insights.retests import evaluate, retest_assumption
+from insights.services.retests import evaluate, retest_assumption
 from lifecycle.models import EventMapping, Stage
 from planning.models import Assumption, AssumptionStatus, StrategicChoice
 

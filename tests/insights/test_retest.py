@@ -13,7 +13,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from insights.models import AssumptionRun, Event
-from insights.retests import NO_DATA, retest_plan
+from insights.services.retests import NO_DATA, retest_plan
 from lifecycle.models import EventMapping, Stage
 from planning.models import Activity, Assumption, AssumptionStatus, StrategicChoice
 

@@ -12,7 +12,7 @@ import time_machine
 from django.urls import reverse
 
 from insights.models import AssumptionRun, Event, PlanRetest
-from insights.retests import retest_assumption_by_id, run_plan_retest, start_plan_retest
+from insights.services.retests import retest_assumption_by_id, run_plan_retest, start_plan_retest
 from planning.models import Activity, Assumption, Membership, Plan
 from planning.services import create_plan
 

@@ -15,7 +15,7 @@ from django.db import connection, connections
 from config.celery import app
 from insights import tasks
 from insights.models import AssumptionRun, DigestDelivery, PlanRetest
-from insights.retests import start_plan_retest
+from insights.services.retests import start_plan_retest
 from planning.models import Membership, Plan
 from tests.conftest import REQUIRE_SERVICES, need_service
 

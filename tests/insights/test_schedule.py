@@ -10,9 +10,9 @@ import pytest
 import time_machine
 from django.db import OperationalError, connection, connections
 
-from insights import retests
 from insights.models import AssumptionRun, PlanRetest
-from insights.retests import dispatch_due_retests, run_plan_retest, start_plan_retest
+from insights.services import retests
+from insights.services.retests import dispatch_due_retests, run_plan_retest, start_plan_retest
 from planning.models import Plan
 from planning.services import create_plan
 

@@ -38,7 +38,12 @@ def choice(plan):
 
 def test_a_new_plan_gets_the_six_stages_in_order(plan):
     assert list(plan.stages.values_list("name", flat=True)) == [
-        "Discover", "Explore", "Buy", "Use", "Ask", "Engage",
+        "Discover",
+        "Explore",
+        "Buy",
+        "Use",
+        "Ask",
+        "Engage",
     ]
     assert list(plan.stages.values_list("position", flat=True)) == [0, 1, 2, 3, 4, 5]
 
@@ -56,8 +61,12 @@ def test_roles_are_the_five_of_the_domain(plan, outsider):
 
 
 def test_a_bu_leader_names_a_business_unit(plan, outsider):
-    assert refused(lambda: Membership.objects.create(plan=plan, user=outsider.user, role="bu_leader"))
-    Membership.objects.create(plan=plan, user=outsider.user, role="bu_leader", business_unit="Retail")
+    assert refused(
+        lambda: Membership.objects.create(plan=plan, user=outsider.user, role="bu_leader")
+    )
+    Membership.objects.create(
+        plan=plan, user=outsider.user, role="bu_leader", business_unit="Retail"
+    )
 
 
 def test_stage_names_are_unique_in_a_plan_whatever_the_case(plan):
@@ -72,7 +81,9 @@ def test_event_map_is_lower_case_and_maps_each_type_once(plan):
     assert mapping.event_type == "purchase"
     assert refused(lambda: EventMapping.objects.create(plan=plan, event_type="purchase", stage=buy))
     assert refused(
-        lambda: EventMapping.objects.bulk_create([EventMapping(plan=plan, event_type="Visit", stage=buy)])
+        lambda: EventMapping.objects.bulk_create(
+            [EventMapping(plan=plan, event_type="Visit", stage=buy)]
+        )
     )
 
 
@@ -86,7 +97,9 @@ def test_choice_titles_are_unique_in_a_plan_and_values_are_valid(plan, choice):
 @pytest.mark.parametrize("field", ["importance", "evidence"])
 @pytest.mark.parametrize("value", [0, 6])
 def test_importance_and_evidence_are_1_to_5(choice, field, value):
-    assert refused(lambda: Assumption.objects.create(choice=choice, statement="S", **{field: value}))
+    assert refused(
+        lambda: Assumption.objects.create(choice=choice, statement="S", **{field: value})
+    )
 
 
 @pytest.mark.parametrize(
@@ -114,8 +127,12 @@ def test_assumption_statements_are_unique_in_their_choice(choice):
 
 def test_assumption_clean_explains_each_problem(plan, choice):
     assumption = Assumption(
-        choice=choice, statement="S", metric="repeat_rate", params={"event_type": "purchase"},
-        comparator="between", threshold=0.4,
+        choice=choice,
+        statement="S",
+        metric="repeat_rate",
+        params={"event_type": "purchase"},
+        comparator="between",
+        threshold=0.4,
     )
     with pytest.raises(ValidationError) as caught:
         assumption.full_clean()
@@ -127,7 +144,8 @@ def test_assumption_clean_explains_each_problem(plan, choice):
 def test_metric_params_are_normalised_and_checked():
     assert clean_metric_params("nps", {}) == {"event_type": "survey"}
     assert clean_metric_params("repeat_rate", {"event_type": "Purchase", "within_days": 90}) == {
-        "event_type": "purchase", "within_days": 90,
+        "event_type": "purchase",
+        "within_days": 90,
     }
     with pytest.raises(ValidationError, match="takes no parameter colour"):
         clean_metric_params("churn_rate", {"inactive_days": 90, "colour": "red"})
@@ -166,8 +184,11 @@ def test_events_are_stored_once_per_identity(plan):
 
     def store():
         Event.objects.create(
-            plan=plan, customer_id="c1", occurred_at="2026-03-01T00:00:00Z",
-            event_type="purchase", dedupe_key=key,
+            plan=plan,
+            customer_id="c1",
+            occurred_at="2026-03-01T00:00:00Z",
+            event_type="purchase",
+            dedupe_key=key,
         )
 
     store()

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_new_blank_plan_is_facilitated_by_its_creator(outsider):
-    response = outsider.client.post(reverse("planning:new_plan"), {"name": "Growth", "slug": "growth"})
+    response = outsider.client.post(
+        reverse("planning:new_plan"), {"name": "Growth", "slug": "growth"}
+    )
     plan = Plan.objects.get(slug="growth")
     assert response.headers["Location"] == reverse("planning:board", args=["growth"])
     assert Membership.objects.get(plan=plan, user=outsider.user).role == "facilitator"
@@ -49,7 +51,12 @@ def test_download_the_plan_file_and_start_another_plan_from_it(plan, cmo, outsid
 
 
 def test_a_bad_plan_file_lists_every_error_and_creates_nothing(outsider):
-    bad = {"name": "X", "slug": "x", "colour": "red", "members": [{"username": "ghost", "role": "cmo"}]}
+    bad = {
+        "name": "X",
+        "slug": "x",
+        "colour": "red",
+        "members": [{"username": "ghost", "role": "cmo"}],
+    }
     upload = SimpleUploadedFile("plan.json", json.dumps(bad).encode(), "application/json")
     response = outsider.client.post(reverse("planning:new_plan"), {"plan_file": upload})
     html = response.content.decode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from insights.models import Import
-from insights.services import FileRejected, create_import, run_import
+from insights.services.imports import FileRejected, create_import, run_import
 from planning.models import Plan
 
 

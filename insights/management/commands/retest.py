@@ -8,8 +8,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from insights.models import AssumptionRun
-from insights.retests import retest_plan, run_as_json
-from insights.services import parse_occurred_at
+from insights.services.imports import parse_occurred_at
+from insights.services.retests import retest_plan, run_as_json
 from planning.models import Plan
 
 

@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from planning.models import Plan
 
-from .models import Event, Import
+from ..models import Event, Import
 
 log = logging.getLogger(__name__)
 

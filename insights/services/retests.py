@@ -16,8 +16,8 @@ from planning.live import plan_changed
 from planning.models import Assumption, AssumptionStatus, Metric, Plan
 from planning.services import record_activity
 
-from .metrics import Measurement, MetricError, latest_event_at, measure, verdict
-from .models import AssumptionRun, PlanRetest
+from ..metrics import Measurement, MetricError, latest_event_at, measure, verdict
+from ..models import AssumptionRun, PlanRetest
 
 log = logging.getLogger(__name__)
 

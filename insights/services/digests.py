@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from planning.models import Membership, StrategicChoice
 
-from .models import AssumptionRun, DigestDelivery, PlanRetest
+from ..models import AssumptionRun, DigestDelivery, PlanRetest
 
 UNSUBSCRIBE_SALT = "outside-in.digest-unsubscribe"
 QUIET_EVERY = dt.timedelta(days=7)
