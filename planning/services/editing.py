@@ -1,131 +1,29 @@
-"""Workflows across the planning models. Services never see `request`."""
+"""Editing items together: snapshots, versioned saves, conflicts, delete, move, revert."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import F
-from django.http import Http404
 
-from lifecycle.models import DEFAULT_STAGES, Stage
+from lifecycle.models import Stage
 
-from . import live, tasks
-from .models import (
+from ..models import (
     Activity,
     Assumption,
     BTInitiative,
-    Comment,
     Membership,
     Plan,
     StrategicChoice,
 )
+from .plans import record_activity
 
 User = AbstractBaseUser | AnonymousUser
-
-
-def get_plan_for_user(user: User, slug: str) -> tuple[Plan, Membership]:
-    """The plan and the user's membership in it; 404 for anyone who is not a member.
-
-    Every plan URL goes through here. Outsiders learn nothing, not even that the plan exists.
-    """
-    if not user.is_authenticated:
-        raise Http404("No such plan")
-    membership = (
-        Membership.objects.select_related("plan", "user").filter(plan__slug=slug, user=user).first()
-    )
-    if membership is None:
-        raise Http404("No such plan")
-    return membership.plan, membership
-
-
-def require_editor(membership: Membership) -> None:
-    """Observers read; every write they attempt is refused."""
-    if not membership.can_edit:
-        raise PermissionDenied("Observers can read this plan but not change it.")
-
-
-def require_facilitator(membership: Membership) -> None:
-    if not membership.can_manage:
-        raise PermissionDenied("Only a facilitator can change this.")
-
-
-def plans_for_user(user: User):
-    if not user.is_authenticated:
-        return Plan.objects.none()
-    return Plan.objects.filter(memberships__user=user).order_by("name")
-
-
-@transaction.atomic
-def create_plan(name: str, slug: str, *, stages: list[str] | None = None, **fields: Any) -> Plan:
-    """A new plan with its life-cycle stages (Forrester's six, in order, unless told otherwise)."""
-    plan = Plan.objects.create(name=name, slug=slug, **fields)
-    add_stages(plan, DEFAULT_STAGES if stages is None else stages)
-    return plan
-
-
-@transaction.atomic
-def start_plan(user: User, name: str, slug: str) -> Plan:
-    """A new, empty plan whose creator facilitates it."""
-    plan = create_plan(name, slug)
-    Membership.objects.create(plan=plan, user=user, role="facilitator")
-    record_activity(plan, user, "created", "plan", item_id=plan.pk, item_label=plan.name)
-    return plan
-
-
-@transaction.atomic
-def start_plan_from_file(user: User, data: dict) -> Plan:
-    """A new plan from a plan file; its creator is added as facilitator if the file omits them.
-    A file for a plan that exists already is refused here: updating is the facilitators' job."""
-    from .planfile import PlanFileError, import_plan
-
-    slug = data.get("slug") if isinstance(data, dict) else None
-    if isinstance(slug, str) and Plan.objects.filter(slug=slug).exists():
-        raise PlanFileError([f'slug: a plan "{slug}" exists already; change the slug in the file'])
-    plan, _ = import_plan(data, actor=user)
-    Membership.objects.get_or_create(plan=plan, user=user, defaults={"role": "facilitator"})
-    return plan
-
-
-def add_stages(plan: Plan, names: list[str]) -> list[Stage]:
-    start = plan.stages.count()
-    return Stage.objects.bulk_create(
-        Stage(plan=plan, name=name, position=start + index) for index, name in enumerate(names)
-    )
-
-
-def record_activity(
-    plan: Plan,
-    actor: User | None,
-    action: str,
-    item_type: str,
-    *,
-    item_id: int | None = None,
-    item_label: str = "",
-    before: dict | None = None,
-    after: dict | None = None,
-) -> Activity:
-    """Write one activity row and bump the plan's version, in the caller's transaction; open
-    boards hear of it once the transaction commits."""
-    Plan.objects.filter(pk=plan.pk).update(version=F("version") + 1)
-    live.plan_changed(plan.pk)
-    return Activity.objects.create(
-        plan=plan,
-        actor=actor if actor is not None and actor.is_authenticated else None,
-        action=action,
-        item_type=item_type,
-        item_id=item_id,
-        item_label=item_label[:400],
-        before=before,
-        after=after,
-    )
-
 
 # --- editing items together: snapshots, versioned saves, conflicts, revert ---------------------
 
@@ -490,148 +388,3 @@ def _drop_missing(values: dict[str, Any]) -> None:
     for name in MANY & set(values):
         model = Stage if name == "stages" else StrategicChoice
         values[name] = list(model.objects.filter(pk__in=values[name]).values_list("pk", flat=True))
-
-
-# --- comments and @mentions ------------------------------------------------------------------
-
-MENTION = re.compile(r"(?<![\w@])@([\w.+-]+)")
-
-
-def mentioned_members(plan: Plan, body: str) -> list[Membership]:
-    """Members named as @username in a comment (a member never mentions themself)."""
-    names = {name.lower().rstrip(".") for name in MENTION.findall(body)}
-    if not names:
-        return []
-    members = plan.memberships.select_related("user")
-    return [m for m in members if m.user.get_username().lower() in names]
-
-
-def add_comment(plan: Plan, actor: User, target: models.Model, body: str) -> Comment:
-    """A comment on a choice or an assumption; mentioned members are told by e-mail."""
-    body = body.strip()
-    kind = kind_of(target)
-    with transaction.atomic():
-        comment = Comment.objects.create(plan=plan, author=actor, body=body, **{kind: target})
-        record_activity(
-            plan,
-            actor,
-            "created",
-            "comment",
-            item_id=comment.pk,
-            item_label=f"on “{label_of(target)}”",
-            after={"body": body},
-        )
-        for member in mentioned_members(plan, body):
-            if member.user_id != actor.pk and member.user.email:
-                tasks.send_mention.delay_on_commit(comment.pk, member.pk)
-    return comment
-
-
-# --- members ------------------------------------------------------------------------------------
-
-
-class MemberError(Exception):
-    pass
-
-
-@transaction.atomic
-def add_member(
-    plan: Plan,
-    actor: User,
-    person: str,
-    role: str,
-    business_unit: str = "",
-    *,
-    first_name: str = "",
-    last_name: str = "",
-) -> tuple[Membership, bool]:
-    """Add someone by user name or e-mail; an unknown e-mail gets an account (invited: True)."""
-    person = person.strip()
-    UserModel = get_user_model()
-    user = (
-        UserModel.objects.filter(email__iexact=person).first()
-        if "@" in person
-        else UserModel.objects.filter(username__iexact=person).first()
-    )
-    invited = False
-    if user is None:
-        if "@" not in person:
-            raise MemberError(
-                f"No one has the user name “{person}”; use their e-mail to invite them."
-            )
-        username = _free_username(person.split("@")[0])
-        user = UserModel.objects.create_user(
-            username=username, email=person, first_name=first_name, last_name=last_name
-        )
-        invited = True
-    if Membership.objects.filter(plan=plan, user=user).exists():
-        raise MemberError(f"{user.get_full_name() or user.get_username()} is a member already.")
-    membership = Membership.objects.create(
-        plan=plan, user=user, role=role, business_unit=business_unit
-    )
-    record_activity(
-        plan,
-        actor,
-        "created",
-        "member",
-        item_id=membership.pk,
-        item_label=str(membership),
-        after={"role": role, "business_unit": business_unit},
-    )
-    return membership, invited
-
-
-def _free_username(base: str) -> str:
-    base = re.sub(r"[^\w.+-]", "", base)[:140] or "member"
-    UserModel = get_user_model()
-    name, n = base, 1
-    while UserModel.objects.filter(username__iexact=name).exists():
-        n += 1
-        name = f"{base}{n}"
-    return name
-
-
-@transaction.atomic
-def change_member(membership: Membership, actor: User, role: str, business_unit: str) -> None:
-    before = {"role": membership.role, "business_unit": membership.business_unit}
-    _keep_a_facilitator(membership, role)
-    membership.role, membership.business_unit = role, business_unit
-    membership.save(update_fields=["role", "business_unit"])
-    record_activity(
-        membership.plan,
-        actor,
-        "updated",
-        "member",
-        item_id=membership.pk,
-        item_label=str(membership),
-        before=before,
-        after={"role": role, "business_unit": membership.business_unit},
-    )
-
-
-@transaction.atomic
-def remove_member(membership: Membership, actor: User) -> None:
-    _keep_a_facilitator(membership, None)
-    record_activity(
-        membership.plan,
-        actor,
-        "deleted",
-        "member",
-        item_id=membership.pk,
-        item_label=str(membership),
-        before={"role": membership.role, "business_unit": membership.business_unit},
-    )
-    membership.delete()
-
-
-def _keep_a_facilitator(membership: Membership, new_role: str | None) -> None:
-    """A plan always keeps someone who can manage it."""
-    if membership.role != "facilitator" or new_role == "facilitator":
-        return
-    others = Membership.objects.filter(plan_id=membership.plan_id, role="facilitator").exclude(
-        pk=membership.pk
-    )
-    if not others.exists():
-        raise MemberError(
-            "A plan needs at least one facilitator; make someone else facilitator first."
-        )
