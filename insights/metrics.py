@@ -296,8 +296,18 @@ def scope_has_stage(plan_id: int, stage: str) -> bool:
 def mean_value(scope: Scope, event_type: str) -> Measurement:
     """Mean of the values of those events in the window; sample standard deviation for its CI."""
     where, params = scope.windowed()
-    # Deviations from the mean, not sums of squares: amounts of a million that differ by cents
-    # would lose their spread to rounding.
+    if connection.vendor == "postgresql":
+        # numeric arithmetic is exact: one pass gives the mean and the sample deviation.
+        n, mean, sd = _fetch(
+            f"SELECT COUNT(e.value), AVG(e.value), STDDEV_SAMP(e.value) FROM {EVENTS} e "
+            f"WHERE {where} AND e.event_type = %s",
+            [*params, event_type],
+        )
+        if not n:
+            return mean_interval(0, None, None)
+        return mean_interval(int(n), float(mean), float(sd) if sd is not None else None)
+    # SQLite stores decimals as floating point: deviations from the mean, not sums of squares,
+    # so that amounts of a million that differ by cents keep their spread.
     sql = f"""
         WITH valued AS (
             SELECT e.value AS v FROM {EVENTS} e
