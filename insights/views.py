@@ -250,6 +250,7 @@ def assumption_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         "figure": charts.history_figure(assumption, runs),
         "summary": charts.history_summary(assumption, runs),
         "waiting": waiting,
+        "finished": bool(request.htmx) and since is not None and not waiting,
         "since": request.GET.get("since", ""),
     }
     template = "insights/assumption.html"

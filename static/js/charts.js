@@ -13,4 +13,6 @@
   }
   document.addEventListener("DOMContentLoaded", function () { draw(document); });
   document.addEventListener("htmx:afterSettle", function (event) { draw(event.target); });
+  // The history comes back out of band when a re-test lands: draw it again.
+  document.addEventListener("htmx:oobAfterSwap", function () { setTimeout(function () { draw(document); }, 0); });
 })();
