@@ -361,17 +361,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "insights/unsubscribe.html", {"member": member, "done": done})
 
 
-TEST_FIELDS = [
-    "metric",
-    "params",
-    "comparator",
-    "threshold",
-    "threshold_high",
-    "min_sample",
-    "segment",
-    "channel",
-    "window_days",
-]
+TEST_FIELDS = Assumption.TEST_FIELDS
 
 
 @require_POST

@@ -376,17 +376,7 @@ class AssumptionAdmin(HistoryGoesAlongMixin, admin.ModelAdmin):
         (
             "Test",
             {
-                "fields": [
-                    "metric",
-                    "params",
-                    "comparator",
-                    "threshold",
-                    "threshold_high",
-                    "min_sample",
-                    "segment",
-                    "channel",
-                    "window_days",
-                ]
+                "fields": list(Assumption.TEST_FIELDS)
             },
         ),
         (

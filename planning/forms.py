@@ -147,21 +147,7 @@ class AssumptionForm(ItemForm):
 
     class Meta:
         model = Assumption
-        fields = [
-            "statement",
-            "importance",
-            "evidence",
-            "owner",
-            "metric",
-            "params",
-            "comparator",
-            "threshold",
-            "threshold_high",
-            "min_sample",
-            "segment",
-            "channel",
-            "window_days",
-        ]
+        fields = ["statement", "importance", "evidence", "owner", *Assumption.TEST_FIELDS]
         labels = {
             "metric": "Test: metric",
             "comparator": "Comparator",

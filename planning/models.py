@@ -327,6 +327,19 @@ def clean_metric_params(metric: str, params: Any, stage_names: list[str] | None 
 
 
 class Assumption(models.Model):
+    # The fields of the optional test, in the order forms, files and the admin show them.
+    TEST_FIELDS = (
+        "metric",
+        "params",
+        "comparator",
+        "threshold",
+        "threshold_high",
+        "min_sample",
+        "segment",
+        "channel",
+        "window_days",
+    )
+
     choice = models.ForeignKey(
         StrategicChoice, on_delete=models.CASCADE, related_name="assumptions"
     )

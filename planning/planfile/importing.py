@@ -30,17 +30,7 @@ from .reading import (
     read_plan,
 )
 
-TEST_FIELDS = (
-    "metric",
-    "params",
-    "comparator",
-    "threshold",
-    "threshold_high",
-    "min_sample",
-    "segment",
-    "channel",
-    "window_days",
-)
+TEST_FIELDS = Assumption.TEST_FIELDS
 # A verdict is about the test it ran; once the test changes, the assumption awaits a re-test.
 NO_VERDICT = {
     "status": AssumptionStatus.UNTESTED,

@@ -31,21 +31,7 @@ User = AbstractBaseUser | AnonymousUser
 # before/after use them, so what a conflict or a revert shows is what the forms show.
 EDITABLE: dict[str, list[str]] = {
     "choice": ["title", "stages", "owner", "business_unit", "horizon", "status", "rationale"],
-    "assumption": [
-        "statement",
-        "importance",
-        "evidence",
-        "owner",
-        "metric",
-        "params",
-        "comparator",
-        "threshold",
-        "threshold_high",
-        "min_sample",
-        "segment",
-        "channel",
-        "window_days",
-    ],
+    "assumption": ["statement", "importance", "evidence", "owner", *Assumption.TEST_FIELDS],
     "initiative": ["title", "stages", "choices", "cost_estimate", "status"],
     "stage": ["name"],
 }
