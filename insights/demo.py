@@ -32,6 +32,7 @@ from planning.models import Plan
 from planning.planfile import import_plan
 
 from .models import Event, Import
+from .services.imports import EVENT_FIELDS
 
 DEMO_SLUG = "northwind-fy2027"
 DEMO_PASSWORD = "northwind-demo-2027"  # printed for everyone to use: it is a demo
@@ -42,15 +43,7 @@ DEMO_FILE_NAME = "northwind-demo-events.csv"
 EMAIL_DOMAIN = "northwind.example"
 BATCH_SIZE = 5000
 # The events file's columns (DOMAIN §4), as the demo's import keeps them.
-CSV_COLUMNS = [
-    "customer_id",
-    "occurred_at",
-    "event_type",
-    "value",
-    "segment",
-    "channel",
-    "event_id",
-]
+CSV_COLUMNS = EVENT_FIELDS
 
 START = dt.datetime(2025, 5, 1, tzinfo=dt.UTC)
 END = dt.datetime(2026, 10, 31, 23, 59, 59, tzinfo=dt.UTC)

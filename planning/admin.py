@@ -375,9 +375,7 @@ class AssumptionAdmin(HistoryGoesAlongMixin, admin.ModelAdmin):
         (None, {"fields": ["choice", "statement", "importance", "evidence", "owner", "position"]}),
         (
             "Test",
-            {
-                "fields": list(Assumption.TEST_FIELDS)
-            },
+            {"fields": list(Assumption.TEST_FIELDS)},
         ),
         (
             "Latest verdict (written by re-tests)",

@@ -16,14 +16,17 @@ from django.utils.http import urlsafe_base64_encode
 
 from .models import Comment, Membership
 
+# An e-mail task: a failing mail server delays the message, retried with backoff, never drops it.
+EMAIL_TASK = {
+    "acks_late": True,
+    "autoretry_for": (smtplib.SMTPException, OSError, OperationalError),
+    "retry_backoff": 30,
+    "retry_backoff_max": 3600,
+    "max_retries": 12,
+}
 
-@shared_task(
-    acks_late=True,
-    autoretry_for=(smtplib.SMTPException, OSError, OperationalError),
-    retry_backoff=30,
-    retry_backoff_max=3600,
-    max_retries=12,
-)
+
+@shared_task(**EMAIL_TASK)
 def send_mention(comment_id: int, membership_id: int) -> bool:
     """E-mail a member mentioned in a comment. A failing mail server delays it, with backoff."""
     comment = (
@@ -56,13 +59,7 @@ def send_mention(comment_id: int, membership_id: int) -> bool:
     return True
 
 
-@shared_task(
-    acks_late=True,
-    autoretry_for=(smtplib.SMTPException, OSError, OperationalError),
-    retry_backoff=30,
-    retry_backoff_max=3600,
-    max_retries=12,
-)
+@shared_task(**EMAIL_TASK)
 def send_invitation(membership_id: int, inviter_name: str) -> bool:
     """Invite a new member: a link to choose their password, which signs them in to the plan."""
     member = Membership.objects.select_related("user", "plan").filter(pk=membership_id).first()
