@@ -145,7 +145,10 @@ def test_the_assumption_page_polls_only_until_its_result_is_in(
     assert '<span class="observed">25.0%</span>' in html
     assert "95% interval 14.2% – 40.2%" in html  # as the value reads, not 0.1419
     # The history (chart data and runs table) comes along out of band, so it is not stale.
-    assert '<section id="history" class="panel" aria-labelledby="history-heading" hx-swap-oob="true">' in html
+    assert (
+        '<section id="history" class="panel" aria-labelledby="history-heading" hx-swap-oob="true">'
+        in html
+    )
     assert 'id="history-figure"' in html and "<td>25.0%</td>" in html
     assert "hx-swap-oob" not in waiting
     # A since without a zone is read as UTC, not a server error.
