@@ -23,13 +23,16 @@ QUIET_EVERY = dt.timedelta(days=7)
 
 
 def unsubscribe_token(membership: Membership) -> str:
-    return signing.dumps({"m": membership.pk}, salt=UNSUBSCRIBE_SALT, compress=True)
+    """A signed, lasting link token: one member, no date (an old e-mail's link still works)."""
+    return signing.Signer(salt=UNSUBSCRIBE_SALT).sign_object({"m": membership.pk}, compress=True)
 
 
 def membership_from_token(token: str) -> Membership | None:
     try:
-        data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
+        data = signing.Signer(salt=UNSUBSCRIBE_SALT).unsign_object(token)
     except signing.BadSignature:
+        return None
+    if not isinstance(data, dict):
         return None
     return Membership.objects.select_related("plan", "user").filter(pk=data.get("m")).first()
 
