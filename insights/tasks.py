@@ -49,11 +49,13 @@ def retest_assumption(assumption_id: int, user_id: int | None = None) -> None:
 
 @shared_task
 def dispatch_due_retests() -> int:
-    """Every minute (beat): start the plans' scheduled re-tests that are due."""
+    """Every minute (beat): start the plans' scheduled re-tests that are due, and carry on
+    those a dead worker left behind."""
     with transaction.atomic():
-        started = retests.dispatch_due_retests()
-        for retest in started:
-            run_plan_retest.delay_on_commit(retest.pk)
+        started = [retest.pk for retest in retests.dispatch_due_retests()]
+        started += retests.recover_stalled_retests()
+        for retest_id in started:
+            run_plan_retest.delay_on_commit(retest_id)
     return len(started)
 
 

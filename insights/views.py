@@ -242,6 +242,8 @@ def assumption_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     waiting = since is not None and (
         assumption.last_run_at is None or assumption.last_run_at < since
     )
+    # Workers that are stopped or swamped: say so, and stop asking every second.
+    stalled = waiting and since is not None and timezone.now() - since > RETEST_PATIENCE
     context = {
         "plan": plan,
         "membership": membership,
@@ -249,7 +251,8 @@ def assumption_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         "runs": runs,
         "figure": charts.history_figure(assumption, runs),
         "summary": charts.history_summary(assumption, runs),
-        "waiting": waiting,
+        "waiting": waiting and not stalled,
+        "stalled": stalled,
         "finished": bool(request.htmx) and since is not None and not waiting,
         "since": request.GET.get("since", ""),
     }
@@ -257,6 +260,9 @@ def assumption_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     if request.htmx:
         template += "#verdict"
     return render(request, template, context)
+
+
+RETEST_PATIENCE = dt.timedelta(minutes=2)
 
 
 def _parse_since(raw: str | None):

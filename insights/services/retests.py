@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, OperationalError, transaction
 from django.utils import timezone as dj_timezone
@@ -238,6 +239,22 @@ def _run_remaining(retest: PlanRetest) -> None:
         retest_assumption(
             assumption, as_of=as_of, trigger=retest.trigger, user=retest.requested_by, retest=retest
         )
+
+
+def recover_stalled_retests(now: dt.datetime | None = None) -> list[int]:
+    """Re-tests left "running" by a worker that died: past the task's hard time limit no run
+    is alive, so they go back to pending, and a new run carries on where the dead one stopped."""
+    now = now or dj_timezone.now()
+    limit = now - dt.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    stalled = list(
+        PlanRetest.objects.filter(
+            status=PlanRetest.Status.RUNNING, started_at__lt=limit
+        ).values_list("pk", flat=True)
+    )
+    PlanRetest.objects.filter(pk__in=stalled, status=PlanRetest.Status.RUNNING).update(
+        status=PlanRetest.Status.PENDING
+    )
+    return stalled
 
 
 def dispatch_due_retests(now: dt.datetime | None = None) -> list[PlanRetest]:

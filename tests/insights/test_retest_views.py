@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from urllib.parse import urlencode
 
 import pytest
 import time_machine
@@ -415,3 +416,11 @@ def test_an_observer_can_stop_their_own_emails(plan, observer):
     url = reverse("planning:settings", args=[plan.slug])
     assert observer.client.post(url, {}).status_code == 302
     assert Membership.objects.get(pk=observer.membership.pk).digest_opt_out
+
+
+def test_the_assumption_page_stops_waiting_for_a_retest_that_never_runs(plan, seeded, cmo):
+    url = reverse("insights:assumption", args=[plan.slug, seeded.repeat.pk])
+    long_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)).isoformat()
+    html = htmx(cmo.client, f"{url}?{urlencode({'since': long_ago})}").content.decode()
+    assert "This re-test has not run yet" in html
+    assert POLLING not in html

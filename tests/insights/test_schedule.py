@@ -280,3 +280,24 @@ def test_a_bug_marks_the_retest_failed_so_its_page_stops_waiting(plan, monkeypat
         run_plan_retest(retest.pk)
     retest.refresh_from_db()
     assert retest.status == "failed" and retest.finished_at is not None
+
+
+def test_a_retest_left_running_by_a_dead_worker_carries_on(plan, settings):
+    from insights.models import PlanRetest
+    from insights.services.retests import recover_stalled_retests
+
+    settings.CELERY_TASK_TIME_LIMIT = 600
+    now = utc(2026, 11, 2, 12, 0)
+    dead = PlanRetest.objects.create(
+        plan=plan, status="running", started_at=now - dt.timedelta(hours=1)
+    )
+    alive = PlanRetest.objects.create(
+        plan=plan, status="running", started_at=now - dt.timedelta(minutes=5)
+    )
+    assert recover_stalled_retests(now) == [dead.pk]
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    assert (dead.status, alive.status) == ("pending", "running")
+    assert run_plan_retest(dead.pk) is not None  # a new run claims it and finishes it
+    dead.refresh_from_db()
+    assert dead.status == "done"
