@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Count
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from lifecycle.models import EventMapping
 from lifecycle.services import map_event_types, suggest_stage
 from planning.forms import AssumptionForm
+from planning.http import HtmxHttpRequest
 from planning.models import Assumption, AssumptionStatus, Membership
 from planning.services import get_plan_for_user, require_editor, require_facilitator
 
@@ -34,7 +35,7 @@ from .services.retests import evaluate, start_plan_retest, tested_assumptions
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def imports(request: HttpRequest, slug: str) -> HttpResponse:
+def imports(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     form = UploadForm()
     refused = ""
@@ -77,7 +78,7 @@ def _get_import(plan_id: int, pk: int) -> Import:
 
 @require_GET
 @login_required
-def import_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+def import_detail(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     record = _get_import(plan.pk, pk)
     context = {"plan": plan, "membership": membership, "record": record}
@@ -117,7 +118,7 @@ def _status_context(record: Import) -> dict:
 
 @require_POST
 @login_required
-def import_start(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+def import_start(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)
     record = _get_import(plan.pk, pk)
@@ -147,7 +148,7 @@ def import_start(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def import_retry(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+def import_retry(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)
     record = _get_import(plan.pk, pk)
@@ -162,7 +163,7 @@ def import_retry(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def import_rejected(request: HttpRequest, slug: str, pk: int) -> FileResponse:
+def import_rejected(request: HtmxHttpRequest, slug: str, pk: int) -> FileResponse:
     plan, _ = get_plan_for_user(request.user, slug)
     record = _get_import(plan.pk, pk)
     if not record.rejected_file:
@@ -175,7 +176,7 @@ def import_rejected(request: HttpRequest, slug: str, pk: int) -> FileResponse:
 
 @require_GET
 @login_required
-def import_file(request: HttpRequest, slug: str, pk: int) -> FileResponse:
+def import_file(request: HtmxHttpRequest, slug: str, pk: int) -> FileResponse:
     plan, _ = get_plan_for_user(request.user, slug)
     record = _get_import(plan.pk, pk)
     return FileResponse(record.file.open("rb"), as_attachment=True, filename=record.original_name)
@@ -183,7 +184,7 @@ def import_file(request: HttpRequest, slug: str, pk: int) -> FileResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def event_map(request: HttpRequest, slug: str) -> HttpResponse:
+def event_map(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     stages = list(plan.stages.all())
     current = {
@@ -234,7 +235,7 @@ def _get_assumption(plan_id: int, pk: int) -> Assumption:
 
 @require_GET
 @login_required
-def assumption_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+def assumption_detail(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     assumption = _get_assumption(plan.pk, pk)
     runs = list(assumption.runs.select_related("assumption")[:200])
@@ -278,7 +279,7 @@ def _parse_since(raw: str | None):
 
 @require_POST
 @login_required
-def assumption_retest(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+def assumption_retest(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)
     assumption = _get_assumption(plan.pk, pk)
@@ -293,7 +294,7 @@ def assumption_retest(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def plan_retest(request: HttpRequest, slug: str) -> HttpResponse:
+def plan_retest(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)
     with transaction.atomic():
@@ -304,7 +305,7 @@ def plan_retest(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 @login_required
-def retest_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+def retest_detail(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     retest = get_object_or_404(PlanRetest.objects.select_related("requested_by"), plan=plan, pk=pk)
     runs = list(
@@ -329,7 +330,7 @@ def retest_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def assumption_map(request: HttpRequest, slug: str) -> HttpResponse:
+def assumption_map(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     assumptions = list(
         Assumption.objects.filter(choice__plan=plan)
@@ -356,7 +357,7 @@ def assumption_map(request: HttpRequest, slug: str) -> HttpResponse:
 
 @csrf_exempt  # RFC 8058 one-click: the mail client POSTs without our cookie; the token is signed.
 @require_http_methods(["GET", "POST"])
-def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+def unsubscribe(request: HtmxHttpRequest, token: str) -> HttpResponse:
     member = membership_from_token(token)
     if member is None:
         return render(request, "insights/unsubscribe.html", {"invalid": True}, status=404)
@@ -372,7 +373,7 @@ TEST_FIELDS = Assumption.TEST_FIELDS
 
 @require_POST
 @login_required
-def test_preview(request: HttpRequest, slug: str) -> HttpResponse:
+def test_preview(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     """What a test being edited would say today: observed value, n, interval, status."""
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)

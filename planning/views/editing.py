@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -20,6 +20,7 @@ from lifecycle.models import Stage
 from ..forms import (
     ITEM_FORMS,
 )
+from ..http import HtmxHttpRequest
 from ..models import (
     Assumption,
     BTInitiative,
@@ -104,7 +105,7 @@ def item_anchor(item, stage_id: str | None = None) -> str:
     return f"{kind}-{item.pk}"
 
 
-def _stage_in(request: HttpRequest) -> str | None:
+def _stage_in(request: HtmxHttpRequest) -> str | None:
     """The stage column the form was opened from (`in`), or the stage a new choice is for."""
     return request.POST.get("in") or request.GET.get("in") or request.GET.get("stage") or None
 
@@ -127,7 +128,9 @@ def _form_context(
     }
 
 
-def _render_item(request: HttpRequest, plan: Plan, membership: Membership, item, status: int = 200):
+def _render_item(
+    request: HtmxHttpRequest, plan: Plan, membership: Membership, item, status: int = 200
+):
     """The item as it now is: a fragment for HTMX, else back to the board."""
     stage_id = _stage_in(request)
     if not request.htmx:
@@ -155,7 +158,7 @@ def _render_item(request: HttpRequest, plan: Plan, membership: Membership, item,
 @require_http_methods(["GET", "POST"])
 @login_required
 def item_new(
-    request: HttpRequest, slug: str, kind: str, parent_pk: int | None = None
+    request: HtmxHttpRequest, slug: str, kind: str, parent_pk: int | None = None
 ) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     _require_rights(kind, membership)
@@ -184,7 +187,7 @@ def item_new(
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def item_edit(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+def item_edit(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     _require_rights(kind, membership)
     item = _item(plan, kind, pk)
@@ -234,7 +237,7 @@ def item_edit(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpRespon
     return _render_item(request, plan, membership, _item(plan, kind, pk))
 
 
-def _posted_base(request: HttpRequest) -> tuple[dict, int]:
+def _posted_base(request: HtmxHttpRequest) -> tuple[dict, int]:
     try:
         base = json.loads(request.POST.get("base") or "{}")
         version = int(request.POST.get("version") or 0)
@@ -290,7 +293,7 @@ def describe_value(form, name: str, value) -> str:
 
 @require_GET
 @login_required
-def item_view(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+def item_view(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
     """The item alone: what Cancel and live updates fetch."""
     plan, membership = get_plan_for_user(request.user, slug)
     item = _item(plan, kind, pk)
@@ -301,7 +304,7 @@ def item_view(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpRespon
 
 @require_POST
 @login_required
-def item_delete(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+def item_delete(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     _require_rights(kind, membership)
     item = _item(plan, kind, pk)
@@ -315,7 +318,7 @@ def item_delete(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpResp
 
 @require_POST
 @login_required
-def item_move(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+def item_move(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     _require_rights(kind, membership)
     item = _item(plan, kind, pk)
@@ -330,7 +333,7 @@ def item_move(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpRespon
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def comments(request: HttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+def comments(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
     """The comments on a choice or an assumption, and a box to add one (@name mentions)."""
     plan, membership = get_plan_for_user(request.user, slug)
     target = _item(plan, kind, pk)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import live
+from ..http import HtmxHttpRequest
 from ..services import (
     get_plan_for_user,
 )
@@ -18,7 +19,7 @@ from ..services import (
 
 @require_GET
 @login_required
-async def events(request: HttpRequest, slug: str) -> StreamingHttpResponse:
+async def events(request: HtmxHttpRequest, slug: str) -> StreamingHttpResponse:
     """Server-sent events for an open board. Served through ASGI: an open stream costs no
     thread. Outsiders get 404 here like everywhere."""
     user = await request.auser()
@@ -35,7 +36,7 @@ async def events(request: HttpRequest, slug: str) -> StreamingHttpResponse:
 
 @require_POST
 @login_required
-def presence(request: HttpRequest, slug: str) -> HttpResponse:
+def presence(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     """What this open board is editing now (an item key, or nothing)."""
     plan, _ = get_plan_for_user(request.user, slug)
     connection = request.POST.get("connection", "")

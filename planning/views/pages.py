@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Count, Prefetch, Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -20,6 +20,7 @@ from ..forms import (
     NewPlanForm,
     ScheduleForm,
 )
+from ..http import HtmxHttpRequest
 from ..models import (
     Activity,
     Assumption,
@@ -50,13 +51,13 @@ from ..services import (
 
 
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: HtmxHttpRequest) -> HttpResponse:
     return redirect("planning:plan_list")
 
 
 @require_GET
 @login_required
-def plan_list(request: HttpRequest) -> HttpResponse:
+def plan_list(request: HtmxHttpRequest) -> HttpResponse:
     plans = plans_for_user(request.user).annotate(
         choice_count=Count("choices", distinct=True),
         member_count=Count("memberships", distinct=True),
@@ -76,7 +77,7 @@ BOARD_FILTERS = ("bu", "owner", "status", "horizon")
 
 @require_GET
 @login_required
-def board(request: HttpRequest, slug: str) -> HttpResponse:
+def board(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     filters = {name: request.GET.get(name, "") for name in BOARD_FILTERS}
     choices = _board_choices(plan, filters)
@@ -149,7 +150,7 @@ def _board_choices(plan: Plan, filters: dict[str, str]):
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def members(request: HttpRequest, slug: str) -> HttpResponse:
+def members(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     """Who is in the plan; facilitators add, change and remove members."""
     plan, membership = get_plan_for_user(request.user, slug)
     form = MemberForm()
@@ -200,7 +201,7 @@ def members(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def member_change(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+def member_change(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_facilitator(membership)
     target = get_object_or_404(plan.memberships.select_related("user", "plan"), pk=pk)
@@ -223,7 +224,7 @@ def member_change(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def activity(request: HttpRequest, slug: str) -> HttpResponse:
+def activity(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     """Every change to the plan, newest first, by item and by person; each can be reverted."""
     plan, membership = get_plan_for_user(request.user, slug)
     entries = Activity.objects.filter(plan=plan).select_related("actor", "reverts")
@@ -331,7 +332,7 @@ def _short(value) -> str:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def plan_settings(request: HttpRequest, slug: str) -> HttpResponse:
+def plan_settings(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     """The re-test schedule (facilitators) and each member's own e-mail preferences."""
     plan, membership = get_plan_for_user(request.user, slug)
     schedule = ScheduleForm(instance=plan, prefix="schedule")
@@ -373,7 +374,7 @@ def plan_settings(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def new_plan(request: HttpRequest) -> HttpResponse:
+def new_plan(request: HtmxHttpRequest) -> HttpResponse:
     form = NewPlanForm()
     file_errors: list[str] = []
     if request.method == "POST":
@@ -402,7 +403,7 @@ def new_plan(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def plan_file(request: HttpRequest, slug: str) -> JsonResponse:
+def plan_file(request: HtmxHttpRequest, slug: str) -> JsonResponse:
     """The plan as a file (DOMAIN §6), to keep, share or start another plan from."""
     plan, _ = get_plan_for_user(request.user, slug)
     response = JsonResponse(
@@ -414,7 +415,7 @@ def plan_file(request: HttpRequest, slug: str) -> JsonResponse:
 
 @require_POST
 @login_required
-def activity_revert(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+def activity_revert(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)
     entry = get_object_or_404(Activity, plan=plan, pk=pk)
