@@ -25,7 +25,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .models import Membership, Plan, Presence
+from .models import Activity, Membership, Plan, Presence, Role
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +189,6 @@ def present(plan_id: int) -> list[dict[str, Any]]:
 
 
 def _role_label(role: str) -> str:
-    from .models import Role
-
     return Role(role).label if role in Role.values else ""
 
 
@@ -210,39 +208,36 @@ def _version(plan_id: int, user_id: int) -> int | None:
 MAX_ITEMS = 20
 
 
-def _changes(plan_id: int, since: int | None):
-    """With `since` None: the latest activity id. Else (items changed after it, latest id);
-    items is None when the changes are too many or too structural for an item refresh."""
-    from .models import Activity
+def _latest_activity(plan_id: int) -> int:
+    return (
+        Activity.objects.filter(plan_id=plan_id)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+        or 0
+    )
 
-    if since is None:
-        return (
-            Activity.objects.filter(plan_id=plan_id)
-            .order_by("-id")
-            .values_list("id", flat=True)
-            .first()
-            or 0
-        )
+
+def _changes_since(plan_id: int, since: int) -> tuple[list[dict[str, Any]] | None, int]:
+    """The items changed after activity `since`, and the latest activity id. None instead of
+    items when they are too many for item-by-item refreshing."""
     rows = list(
         Activity.objects.filter(plan_id=plan_id, id__gt=since)
         .order_by("id")
         .values("id", "action", "item_type", "item_id", "after")[: MAX_ITEMS + 1]
     )
-    if not rows:
-        return [], since
-    latest = rows[-1]["id"]
     if len(rows) > MAX_ITEMS:
-        return None, _changes(plan_id, None)
+        return None, _latest_activity(plan_id)
     items = [
         {
             "type": row["item_type"],
             "id": row["item_id"],
             "action": row["action"],
-            "fields": sorted((row["after"] or {}).keys()) if isinstance(row["after"], dict) else [],
+            "fields": sorted(row["after"]) if isinstance(row["after"], dict) else [],
         }
         for row in rows
     ]
-    return items, latest
+    return items, rows[-1]["id"] if rows else since
 
 
 def _sse(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -261,7 +256,8 @@ async def stream(plan_id: int, user_id: int, last_version: int | None) -> AsyncI
     waiter = _broker.add(plan_id)
     loop_event = waiter[1]
     version_of = sync_to_async(_version, thread_sensitive=False)
-    changes_of = sync_to_async(_changes, thread_sensitive=False)
+    latest_activity = sync_to_async(_latest_activity, thread_sensitive=False)
+    changes_since = sync_to_async(_changes_since, thread_sensitive=False)
     presence_of = sync_to_async(present, thread_sensitive=False)
     touch = sync_to_async(touch_presence, thread_sensitive=False)
     try:
@@ -273,39 +269,42 @@ async def stream(plan_id: int, user_id: int, last_version: int | None) -> AsyncI
         last_beat = asyncio.get_running_loop().time()
         # What changed is read from the activity record: the board then refreshes only those
         # items. After a reconnect the stream cannot know, and the board refreshes whole.
-        last_activity = await changes_of(plan_id, None) if last_version is not None else None
+        last_activity = await latest_activity(plan_id)
+        woken = True
         while True:
             version = await version_of(plan_id, user_id)
             if version is None:
                 yield _sse("gone", {})
                 return
             if version != last_version:
-                items, last_activity = (
-                    await changes_of(plan_id, last_activity)
-                    if last_activity is not None
-                    else (None, await changes_of(plan_id, None))
-                )
-                # One activity per version step: when they do not match, something changed that
-                # wrote no activity (a re-test's new observed value), so the board refreshes whole.
+                items, last_activity = await changes_since(plan_id, last_activity)
+                # One activity per version step: when they do not match (a reconnect, or a
+                # change that wrote no activity such as a re-test's new observed value), the
+                # board refreshes whole.
                 if items is not None and (
                     last_version is None or len(items) != version - last_version
                 ):
                     items = None
                 yield _sse("changed", {"version": version, "items": items}, event_id=version)
                 last_version = version
-            people = await presence_of(plan_id)
-            if people != seen_presence:
-                yield _sse("presence", people)
-                seen_presence = people
             now = asyncio.get_running_loop().time()
-            if now - last_beat >= HEARTBEAT_SECONDS:
+            beat = now - last_beat >= HEARTBEAT_SECONDS
+            if beat:
                 await touch(plan_id, user_id, connection)
                 yield b": ping\n\n"
                 last_beat = now
+            # Presence changes always signal; only a closed tab's expiry does not, which the
+            # heartbeat catches. So idle polls read the plan's version alone.
+            if woken or beat:
+                people = await presence_of(plan_id)
+                if people != seen_presence:
+                    yield _sse("presence", people)
+                    seen_presence = people
             try:
                 await asyncio.wait_for(loop_event.wait(), timeout=POLL_SECONDS)
+                woken = True
             except TimeoutError:
-                pass
+                woken = False
             loop_event.clear()
     finally:
         _broker.remove(plan_id, waiter)
