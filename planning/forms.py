@@ -9,6 +9,7 @@ from django import forms
 from lifecycle.models import Stage
 
 from .models import (
+    BU_LEADER_NEEDS_UNIT,
     METRIC_PARAMS,
     Assumption,
     BTInitiative,
@@ -251,7 +252,20 @@ ITEM_FORMS = {
 }
 
 
-class MemberForm(forms.Form):
+class BusinessUnitRule:
+    """A BU leader names the business unit they speak for (DOMAIN §1), said on the field."""
+
+    def clean(self):
+        cleaned = super().clean()  # type: ignore[misc]
+        if (
+            cleaned.get("role") == Role.BU_LEADER
+            and not (cleaned.get("business_unit") or "").strip()
+        ):
+            self.add_error("business_unit", BU_LEADER_NEEDS_UNIT)  # type: ignore[attr-defined]
+        return cleaned
+
+
+class MemberForm(BusinessUnitRule, forms.Form):
     person = forms.CharField(
         label="User name or e-mail",
         max_length=254,
@@ -262,27 +276,9 @@ class MemberForm(forms.Form):
     role = forms.ChoiceField(label="Role", choices=Role.choices)
     business_unit = forms.CharField(label="Business unit", max_length=100, required=False)
 
-    def clean(self):
-        cleaned = super().clean()
-        if (
-            cleaned.get("role") == Role.BU_LEADER
-            and not (cleaned.get("business_unit") or "").strip()
-        ):
-            self.add_error("business_unit", "A BU leader names the business unit they speak for.")
-        return cleaned
 
-
-class MembershipForm(forms.ModelForm):
+class MembershipForm(BusinessUnitRule, forms.ModelForm):
     class Meta:
         model = Membership
         fields = ["role", "business_unit"]
         labels = {"role": "Role", "business_unit": "Business unit"}
-
-    def clean(self):
-        cleaned = super().clean()
-        if (
-            cleaned.get("role") == Role.BU_LEADER
-            and not (cleaned.get("business_unit") or "").strip()
-        ):
-            self.add_error("business_unit", "A BU leader names the business unit they speak for.")
-        return cleaned

@@ -124,6 +124,9 @@ class Plan(models.Model):
         return f"Weekly on {dt.date(2024, 1, 1 + self.retest_weekday):%A}s at {when}"
 
 
+BU_LEADER_NEEDS_UNIT = "A BU leader names the business unit they speak for."
+
+
 class Membership(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(
@@ -150,7 +153,7 @@ class Membership(models.Model):
             models.CheckConstraint(
                 condition=~Q(role=Role.BU_LEADER) | ~Q(business_unit=""),
                 name="bu_leader_names_business_unit",
-                violation_error_message="A BU leader names the business unit they speak for.",
+                violation_error_message=BU_LEADER_NEEDS_UNIT,
             ),
         ]
 
