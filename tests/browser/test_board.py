@@ -273,3 +273,32 @@ def test_a_click_on_its_way_is_not_lost_when_the_board_refreshes(browsing, plan,
     a.unroute("**/choices/*/edit/**")
     expect(column(a, "Buy").get_by_role("article", name="Edit strategic choice")).to_be_visible()
     expect(card(column(a, "Use"), "Deliver in an hour")).to_be_visible()
+
+
+def test_who_has_the_plan_open_and_who_is_editing_what(browsing, plan, cmo, cio, loyalty):
+    a = browsing.page_for(cmo, board_url(plan))
+    b = browsing.page_for(cio, board_url(plan))
+    live(a, 2)
+    live(b, 2)
+    for page in (a, b):
+        expect(page.locator("#presence")).to_contain_text("Ana Tester (CMO)", timeout=LIVE_MS)
+        expect(page.locator("#presence")).to_contain_text("Maya Tester (CIO)", timeout=LIVE_MS)
+
+    # B opens the choice to edit it: A sees who is at it, on that card.
+    edit_button(card(column(b, "Buy"), LOYALTY)).click()
+    b_form = column(b, "Buy").get_by_role("article", name="Edit strategic choice")
+    expect(b_form.get_by_label("Title")).to_be_focused()
+    a_card = card(column(a, "Buy"), LOYALTY)
+    expect(a_card.locator(".editing-by")).to_have_text(
+        "Maya Tester (CIO) is editing", timeout=LIVE_MS
+    )
+    expect(b.locator(".editing-by")).to_have_count(0)  # nobody is told about themself
+
+    # B cancels: the note goes away.
+    b_form.get_by_label("Title").press("Escape")
+    expect(b_form).to_have_count(0)
+    expect(a_card.locator(".editing-by")).to_have_count(0, timeout=LIVE_MS)
+
+    # B closes the board: A sees B leave.
+    b.close()
+    expect(a.locator("#presence")).not_to_contain_text("Maya Tester", timeout=5000)
