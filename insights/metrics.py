@@ -366,8 +366,23 @@ METRICS = {
 
 
 def latest_event_at(plan_id: int) -> dt.datetime | None:
-    """The default as_of: the moment of the plan's latest event, before any filter."""
-    (latest,) = _fetch(f"SELECT MAX(occurred_at) FROM {EVENTS} WHERE plan_id = %s", [plan_id])
+    """The default as_of: the moment of the plan's latest event, before any filter.
+
+    A skip scan of the (plan, type, time) index: each event type's latest, a few index probes
+    in all, where MAX() over the plan would read every event (there is no (plan, time) index:
+    it would slow every import)."""
+    (latest,) = _fetch(
+        f"""WITH RECURSIVE types (name) AS (
+              SELECT MIN(event_type) FROM {EVENTS} WHERE plan_id = %s
+              UNION ALL
+              SELECT (SELECT MIN(e.event_type) FROM {EVENTS} e
+                      WHERE e.plan_id = %s AND e.event_type > t.name)
+              FROM types t WHERE t.name IS NOT NULL)
+            SELECT MAX((SELECT MAX(e.occurred_at) FROM {EVENTS} e
+                        WHERE e.plan_id = %s AND e.event_type = t.name))
+            FROM types t WHERE t.name IS NOT NULL""",
+        [plan_id, plan_id, plan_id],
+    )
     if isinstance(latest, str):  # SQLite returns the stored text for MAX() over a datetime
         latest = dt.datetime.fromisoformat(latest).replace(tzinfo=dt.UTC)
     return latest

@@ -20,6 +20,7 @@ import logging
 import re
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -508,7 +509,7 @@ class Columns:
                 self.event_ids.add(hash(event_id))
                 # A repeat, or too many to keep in mind: stored with ON CONFLICT, as always.
                 self.keys_unique = seen < len(self.event_ids) <= MAX_TRACKED_EVENT_IDS
-            return hashlib.sha256(("id\x1f" + event_id).encode()).hexdigest()
+            return hashlib.sha256(("id\x1f" + event_id).encode()).digest()[:16].hex()
         if extra:
             content = {t: values[i].strip() for t, i in self.field_index.items()}
             content.update({f"attr:{h}": values[i] for i, h in self.attributes})
@@ -530,7 +531,7 @@ class Columns:
         digest = hashlib.blake2b(data, digest_size=8).digest()
         occurrence = self.seen.get(digest, 0)
         self.seen[digest] = occurrence + 1
-        return hashlib.sha256(b"row\x1f" + data + f"\x1f{occurrence}".encode()).hexdigest()
+        return hashlib.sha256(b"row\x1f" + data + f"\x1f{occurrence}".encode()).digest()[:16].hex()
 
     def errors(self, values: list[str], line: int) -> list[RowError]:
         """Everything wrong with a row, in a stable order: empty, too long, not a date, not a
@@ -657,7 +658,7 @@ class PostgresSink:
             cursor.execute(
                 "CREATE TEMPORARY TABLE event_staging (customer_id text, occurred_at timestamptz, "
                 "event_type text, value numeric(20, 6), segment text, channel text, event_id text, "
-                "attributes jsonb, dedupe_key text) ON COMMIT DROP"
+                "attributes jsonb, dedupe_key uuid) ON COMMIT DROP"
             )
             # COPY's text format with '' as NULL: rows are joined as they are, and escaped only
             # in the rare batch that holds a backslash, tab or line break inside a value.
@@ -709,14 +710,6 @@ class PostgresSink:
             "SELECT pg_relation_size('event_staging') / current_setting('block_size')::int"
         )
         pages = cursor.fetchone()[0]
-        # The foreign keys are checked slice by slice, not all at the commit, so the beats go on.
-        cursor.execute(
-            "SELECT string_agg(quote_ident(conname), ', ') FROM pg_constraint "
-            "WHERE conrelid = 'insights_event'::regclass AND contype = 'f' AND condeferrable"
-        )
-        foreign_keys = cursor.fetchone()[0]
-        if foreign_keys:
-            cursor.execute(f"SET CONSTRAINTS {foreign_keys} IMMEDIATE")
         plain = self.keys_unique
         for start in range(0, max(pages, 1), STORE_SLICE_PAGES):
             params = [plan_id, self.record.pk, f"({start},0)", f"({start + STORE_SLICE_PAGES},0)"]
@@ -733,8 +726,6 @@ class PostgresSink:
                 )
             self.inserted += cursor.rowcount
             beat()
-        if foreign_keys:
-            cursor.execute(f"SET CONSTRAINTS {foreign_keys} DEFERRED")
 
 
 INSERT_STAGED = (
@@ -770,7 +761,7 @@ class BatchSink:
                     channel=channel,
                     event_id=event_id or None,
                     attributes={} if attributes == NO_ATTRIBUTES else json.loads(attributes),
-                    dedupe_key=key,
+                    dedupe_key=uuid.UUID(key),
                 )
                 for customer_id, occurred_at, event_type, value, segment, channel, event_id, attributes, key in rows
             ]

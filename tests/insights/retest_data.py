@@ -80,7 +80,7 @@ def seed_plan(plan) -> Seeded:
             occurred_at=at,
             event_type=kind,
             value=value,
-            dedupe_key=f"seed-{n}",
+            dedupe_key=Event.identity(f"seed-{n}", {}, 0),
         )
         for n, (customer, at, kind, value) in enumerate(rows)
     )

@@ -175,7 +175,7 @@ def test_facilitator_maps_new_event_types_with_suggestions(plan, cmo, facilitato
         customer_id="c",
         occurred_at="2026-01-01T00:00Z",
         event_type="support_ticket",
-        dedupe_key="k",
+        dedupe_key=Event.identity("k", {}, 0),
     )
     page = facilitator.client.get(reverse("insights:event_map", args=[plan.slug])).content.decode()
     ask = plan.stages.get(name="Ask")

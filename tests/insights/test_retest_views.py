@@ -189,7 +189,7 @@ def test_the_history_chart_carries_observed_values_interval_and_threshold(plan, 
                 event_type="purchase",
                 value=10,
                 occurred_at=dt.datetime(2026, 1, 21, 9, 0, tzinfo=UTC),
-                dedupe_key=f"again-{i}",
+                dedupe_key=Event.identity(f"again-{i}", {}, 0),
             )
             for i in returning
         )

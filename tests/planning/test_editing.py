@@ -849,7 +849,14 @@ def events(plan):
     ]
     rows.append(("c00", AS_OF, "visit"))
     Event.objects.bulk_create(
-        Event(plan=plan, customer_id=c, occurred_at=at, event_type=t, value=10, dedupe_key=f"e{n}")
+        Event(
+            plan=plan,
+            customer_id=c,
+            occurred_at=at,
+            event_type=t,
+            value=10,
+            dedupe_key=Event.identity(f"e{n}", {}, 0),
+        )
         for n, (c, at, t) in enumerate(rows)
     )
 
