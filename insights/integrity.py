@@ -20,6 +20,23 @@ from __future__ import annotations
 
 from typing import Any
 
+
+def _cascade(name: str, parent: str, column: str) -> list[str]:
+    """A row deleted from `parent` deletes the events whose `column` names it."""
+    # Our own names only, never input.
+    return [
+        f"""
+        CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            DELETE FROM insights_event WHERE {column} = OLD.id;
+            RETURN NULL;
+        END $$
+        """,  # noqa: S608
+        f"CREATE OR REPLACE TRIGGER {name} AFTER DELETE ON {parent} "
+        f"FOR EACH ROW EXECUTE FUNCTION {name}()",
+    ]
+
+
 POSTGRESQL_INSTALL = [
     """
     CREATE OR REPLACE FUNCTION insights_event_parents_exist() RETURNS trigger
@@ -53,42 +70,14 @@ POSTGRESQL_INSTALL = [
         RETURN NULL;
     END $$
     """,
-    """
-    CREATE OR REPLACE TRIGGER insights_event_parents_on_insert
-    AFTER INSERT ON insights_event REFERENCING NEW TABLE AS new_events
-    FOR EACH STATEMENT EXECUTE FUNCTION insights_event_parents_exist()
-    """,
-    """
-    CREATE OR REPLACE TRIGGER insights_event_parents_on_update
-    AFTER UPDATE ON insights_event REFERENCING NEW TABLE AS new_events
-    FOR EACH STATEMENT EXECUTE FUNCTION insights_event_parents_exist()
-    """,
-    """
-    CREATE OR REPLACE FUNCTION insights_plan_delete_events() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    BEGIN
-        DELETE FROM insights_event WHERE plan_id = OLD.id;
-        RETURN NULL;
-    END $$
-    """,
-    """
-    CREATE OR REPLACE TRIGGER insights_plan_delete_events
-    AFTER DELETE ON planning_plan
-    FOR EACH ROW EXECUTE FUNCTION insights_plan_delete_events()
-    """,
-    """
-    CREATE OR REPLACE FUNCTION insights_import_delete_events() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-    BEGIN
-        DELETE FROM insights_event WHERE source_import_id = OLD.id;
-        RETURN NULL;
-    END $$
-    """,
-    """
-    CREATE OR REPLACE TRIGGER insights_import_delete_events
-    AFTER DELETE ON insights_import
-    FOR EACH ROW EXECUTE FUNCTION insights_import_delete_events()
-    """,
+    *(
+        f"CREATE OR REPLACE TRIGGER insights_event_parents_on_{event} AFTER {event} "
+        "ON insights_event REFERENCING NEW TABLE AS new_events "
+        "FOR EACH STATEMENT EXECUTE FUNCTION insights_event_parents_exist()"
+        for event in ("insert", "update")
+    ),
+    *_cascade("insights_plan_delete_events", "planning_plan", "plan_id"),
+    *_cascade("insights_import_delete_events", "insights_import", "source_import_id"),
     # An import's rows lie together in the table: a block-range index finds them at almost no
     # cost to each insert (a B-tree cost 0.3 s per million rows).
     """

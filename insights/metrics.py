@@ -335,7 +335,11 @@ def total_value(scope: Scope, event_type: str) -> Measurement:
 
 
 def nps(scope: Scope, event_type: str = "survey") -> Measurement:
-    """Each customer's latest 0–10 score in the window; 100 × (promoters − detractors)."""
+    """Each customer's latest 0–10 score in the window; 100 × (promoters − detractors).
+
+    Two scores of one customer at the very same moment: the one stored last counts. Within one
+    import, rows are stored in the order of their keys (it fills the unique index faster), so
+    there that order is fixed but not the file's."""
     where, params = scope.windowed()
     sql = f"""
         SELECT COUNT(*),

@@ -7,9 +7,11 @@ command) and runs on SQLite and on PostgreSQL (DATABASE_URL).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import io
+import threading
 import zipfile
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache, caches
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 
 from insights.models import Event, Import
@@ -702,10 +705,11 @@ def test_rows_with_event_id_deduplicate_by_it(plan):
 
 
 def test_events_stored_meanwhile_by_another_writer(plan, monkeypatch):
-    """On PostgreSQL new rows go in without ON CONFLICT once the stored ones are dropped; if
-    another writer (one that takes no lock) stored some meanwhile, ON CONFLICT takes over."""
+    """On PostgreSQL new rows go in without ON CONFLICT, the stored ones left out; if another
+    writer (one that takes no lock) stored some meanwhile, ON CONFLICT takes over."""
     first = load(plan, HEADER + ROWS)
-    monkeypatch.setattr(services.PostgresSink, "_drop_stored", lambda self, cursor: None)
+    # As if the stored rows had come in after the check.
+    monkeypatch.setattr(services.PostgresSink, "ALREADY_STORED", "")
     again = load(plan, HEADER + ROWS + "c4,2026-03-04,visit,,,\n")
     assert (again.rows_imported, again.rows_duplicate) == (1, 3)
     assert Event.objects.count() == 4
@@ -731,7 +735,7 @@ def test_dedupe_keys_are_the_model_identity(plan):
         + "c3,2026-03-01,visit,,, e-9 \n"
     )
     load(plan, content)
-    keys = list(Event.objects.order_by("id").values_list("dedupe_key", flat=True))
+    keys = set(Event.objects.values_list("dedupe_key", flat=True))
     first = {
         "customer_id": 'c"1',
         "occurred_at": "2026-03-01T10:00:00+02:00",
@@ -748,12 +752,12 @@ def test_dedupe_keys_are_the_model_identity(plan):
         "value": "",
         "attr:Note": "\u2028x\U0001f600",
     }
-    assert keys == [
+    assert keys == {
         Event.identity(None, first, 0),
         Event.identity(None, first, 1),
         Event.identity(None, second, 0),
         Event.identity("e-9", {}, 0),
-    ]
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -869,3 +873,83 @@ def test_an_unexpected_failure_is_failed_and_retryable(plan, monkeypatch):
     assert Event.objects.count() == 0
     monkeypatch.undo()
     assert run_import(record.pk).rows_imported == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches: parsed in a thread while the batch before is stored
+
+
+@pytest.fixture
+def tiny_batches(monkeypatch):
+    """Batches of 4 rows, parsed 2 at a time: a small file crosses many batches."""
+    monkeypatch.setattr(services, "WRITE_BATCH_ROWS", 2)
+    monkeypatch.setattr(services.PostgresSink, "batch_rows", 4)
+    monkeypatch.setattr(services.BatchSink, "batch_rows", 4)
+
+
+def parser_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "import-parser"]
+
+
+def test_repeats_across_and_within_batches_are_stored_once(plan, tiny_batches):
+    header = "event_id,customer_id,occurred_at,event_type\n"
+    lines = [f"e{i % 7},c{i},2026-03-{1 + i % 28:02},visit\n" for i in range(23)]
+    lines += ["e0,c0,2026-03-01,visit\n"] * 3  # the same row again: its first copy is kept
+    lines += [",c9,2026-03-09,visit\n"] * 2  # no event_id: two identical rows are two events
+    content = header + "".join(lines)
+    first = load(plan, content)
+    assert (first.status, first.rows_read, first.rows_imported, first.rows_duplicate) == (
+        "succeeded",
+        28,
+        9,
+        19,
+    )
+    # Each event_id kept its first row in the file.
+    assert Event.objects.get(event_id="e3").customer_id == "c3"
+    assert Event.objects.filter(event_id__isnull=True).count() == 2
+    again = load(plan, content)  # a plan that holds them: every batch checks what is stored
+    assert (again.rows_imported, again.rows_duplicate) == (0, 28)
+    more = load(plan, content.replace("e0,", "e100,"))
+    assert (more.rows_imported, more.rows_duplicate) == (1, 27)
+    assert Event.objects.count() == 10
+    assert not parser_threads()
+
+
+def test_a_bad_row_in_a_late_batch_leaves_nothing(plan, tiny_batches):
+    rows = "".join(f"c{i},2026-03-{1 + i % 28:02},visit,,,\n" for i in range(30))
+    record = load(plan, HEADER + rows + "c99,someday,visit,,,\n")
+    nothing_imported(record, bad=1, read=31)
+    assert record.errors == [error(32, "occurred_at", "someday", DATE_REASON)]
+    skipped = load(plan, HEADER + rows + "c99,someday,visit,,,\n", mode=Import.Mode.SKIP_INVALID)
+    assert (skipped.status, skipped.rows_imported, skipped.rows_rejected) == ("succeeded", 30, 1)
+    assert not parser_threads()
+
+
+def test_a_failure_while_storing_stops_the_parser_and_saves_nothing(
+    plan, tiny_batches, monkeypatch
+):
+    rows = "".join(f"c{i},2026-03-{1 + i % 28:02},visit,,,\n" for i in range(40))
+    record = create_import(plan, io.BytesIO((HEADER + rows).encode()), "events.csv")
+    sink = services.PostgresSink if connection.vendor == "postgresql" else services.BatchSink
+    real_open = sink.open
+    stored = []
+
+    @contextlib.contextmanager
+    def failing_open(self, beat):
+        with real_open(self, beat) as store:
+
+            def store_twice(batch):
+                if len(stored) == 2:
+                    raise OSError("disk full")
+                stored.append(batch)
+                store(batch)
+
+            yield store_twice
+
+    monkeypatch.setattr(sink, "open", failing_open)
+    with pytest.raises(OSError, match="disk full"):
+        run_import(record.pk)
+    record.refresh_from_db()
+    assert record.status == "failed"
+    assert Event.objects.count() == 0
+    assert not parser_threads()
