@@ -20,7 +20,7 @@ from lifecycle.admin import EventTypeForm
 from planning.admin import HistoryAdmin, observed_badge, pretty_json, status_badge
 
 from . import tasks
-from .models import AssumptionRun, DigestDelivery, Event, Import, PlanRetest
+from .models import EVENT_FIELDS, AssumptionRun, DigestDelivery, Event, Import, PlanRetest
 
 
 class EstimatedCountPaginator(Paginator):
@@ -87,19 +87,7 @@ class EventAdmin(admin.ModelAdmin):
     sortable_by = ["id"]
     raw_id_fields = ["plan", "source_import"]
     readonly_fields = ["dedupe_key"]
-    fields = [
-        "plan",
-        "source_import",
-        "customer_id",
-        "occurred_at",
-        "event_type",
-        "value",
-        "segment",
-        "channel",
-        "event_id",
-        "attributes",
-        "dedupe_key",
-    ]
+    fields = ["plan", "source_import", *EVENT_FIELDS, "attributes", "dedupe_key"]
 
     def get_changelist(self, request, **kwargs):
         return SortableByOnlyChangeList
@@ -130,29 +118,6 @@ class ImportAdmin(admin.ModelAdmin):
     ordering = ["-created_at", "-id"]
     # The files an import keeps, each with its link text.
     DOWNLOADS = {"file": "Download", "rejected_file": "Rejected rows"}
-    # Only what the importer reads is editable (then "Retry"); what it writes is not.
-    readonly_fields = [
-        "plan",
-        "uploaded_by",
-        "download",
-        "download_rejected",
-        "original_name",
-        "size_bytes",
-        "delimiter",
-        "encoding",
-        "status",
-        "message",
-        "rows_read",
-        "rows_imported",
-        "rows_duplicate",
-        "rows_rejected",
-        "events",
-        "errors_json",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "heartbeat_at",
-    ]
     fieldsets = [
         (
             None,
@@ -184,6 +149,13 @@ class ImportAdmin(admin.ModelAdmin):
             },
         ),
         ("Timing", {"fields": ["created_at", "started_at", "finished_at", "heartbeat_at"]}),
+    ]
+    # Only what the importer reads is editable (then "Retry"); what it writes is not.
+    readonly_fields = [
+        name
+        for _, options in fieldsets
+        for name in options["fields"]
+        if name not in ("mode", "mapping")
     ]
 
     actions = ["retry"]

@@ -31,8 +31,7 @@ from django.utils import timezone
 from planning.models import Plan
 from planning.planfile import import_plan
 
-from .models import Event, Import
-from .services.imports import EVENT_FIELDS
+from .models import EVENT_FIELDS, Event, Import
 
 DEMO_SLUG = "northwind-fy2027"
 DEMO_PASSWORD = "northwind-demo-2027"  # printed for everyone to use: it is a demo

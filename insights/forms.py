@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django import forms
 
-from .models import Import
-from .services.imports import EVENT_FIELDS, REQUIRED_FIELDS
+from .models import EVENT_FIELDS, Import
+from .services.imports import REQUIRED_FIELDS
 
 FIELD_LABELS = {
     "customer_id": "Customer id (required)",

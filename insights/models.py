@@ -13,10 +13,22 @@ from django.db.models import Q
 
 from planning.models import Assumption, AssumptionStatus, Plan
 
+# The columns of an events file (DOMAIN §4), in its order; any other column is an attribute.
+EVENT_FIELDS = [
+    "customer_id",
+    "occurred_at",
+    "event_type",
+    "value",
+    "segment",
+    "channel",
+    "event_id",
+]
 
-def identity_key(raw: bytes) -> uuid.UUID:
-    """An event's dedupe key: the first 128 bits of the SHA-256 of what identifies it."""
-    return uuid.UUID(bytes=hashlib.sha256(raw).digest()[:16])
+
+def identity_digest(raw: bytes) -> bytes:
+    """An event's dedupe key, as bytes: the first 128 bits of the SHA-256 of what identifies it.
+    The import engine writes it as hex; Event.identity returns it as a UUID."""
+    return hashlib.sha256(raw).digest()[:16]
 
 
 def import_upload_path(instance: Import, filename: str) -> str:
@@ -152,7 +164,7 @@ class Event(models.Model):
                 + json.dumps(content, sort_keys=True, ensure_ascii=False)
                 + f"\x1f{occurrence}"
             )
-        return identity_key(raw.encode())
+        return uuid.UUID(bytes=identity_digest(raw.encode()))
 
 
 class PlanRetest(models.Model):

@@ -41,19 +41,10 @@ from django.utils import timezone
 
 from planning.models import Plan
 
-from ..models import Event, Import
+from ..models import EVENT_FIELDS, Event, Import, identity_digest
 
 log = logging.getLogger(__name__)
 
-EVENT_FIELDS = [
-    "customer_id",
-    "occurred_at",
-    "event_type",
-    "value",
-    "segment",
-    "channel",
-    "event_id",
-]
 REQUIRED_FIELDS = ["customer_id", "occurred_at", "event_type"]
 FIELD_LIMITS = {
     "customer_id": 200,
@@ -501,7 +492,7 @@ class Columns:
         """The dedupe key, exactly Event.identity's: by event_id, else by content and how many
         identical rows came before it in this file."""
         if event_id:
-            return hashlib.sha256(("id\x1f" + event_id).encode()).digest()[:16].hex()
+            return identity_digest(("id\x1f" + event_id).encode()).hex()
         if extra:
             content = {t: values[i].strip() for t, i in self.field_index.items()}
             content.update({f"attr:{h}": values[i] for i, h in self.attributes})
@@ -523,7 +514,7 @@ class Columns:
         digest = hashlib.blake2b(data, digest_size=8).digest()
         occurrence = self.seen.get(digest, 0)
         self.seen[digest] = occurrence + 1
-        return hashlib.sha256(b"row\x1f" + data + f"\x1f{occurrence}".encode()).digest()[:16].hex()
+        return identity_digest(b"row\x1f" + data + f"\x1f{occurrence}".encode()).hex()
 
     def errors(self, values: list[str], line: int) -> list[RowError]:
         """Everything wrong with a row, in a stable order: empty, too long, not a date, not a

@@ -27,18 +27,10 @@ from urllib.parse import quote, urlsplit
 import pytest
 from django.conf import settings
 
+from tests.browser.pages import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import REQUIRE_SERVICES, Persona, free_port, need_service
 
 BASE_DIR = Path(settings.BASE_DIR)
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # The environment the test process has and the servers must not inherit.
 PRIVATE_ENV = {"DJANGO_ALLOW_ASYNC_UNSAFE", "DATABASE_URL", "REDIS_URL", "PYTEST_CURRENT_TEST"}
 

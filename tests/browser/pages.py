@@ -6,6 +6,16 @@ from playwright.sync_api import Page, expect
 
 # Live updates must reach the other board within this (ms) once a save has completed.
 LIVE_MS = 1000
+# Debian's chromium, as the browser tests and `make bench board` launch it (never downloaded).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def board_url(plan) -> str:
