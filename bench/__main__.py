@@ -6,7 +6,12 @@ import importlib
 import sys
 
 # name → module with a main() -> int
-BENCHES = {"imports": "bench.imports", "metrics": "bench.metrics", "board": "bench.board"}
+BENCHES = {
+    "imports": "bench.imports",
+    "metrics": "bench.metrics",
+    "board": "bench.board",
+    "streams": "bench.streams",
+}
 
 
 def main(argv: list[str]) -> int:

@@ -148,6 +148,18 @@ if DATABASE_URL:
         _default_db = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
     except ValueError as error:
         raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {error}") from None
+    # A web process serves each request (and each open board) in a thread of its own: without
+    # a pool, a burst of requests opens as many connections and can exhaust the server's
+    # `max_connections` for everyone. With psycopg's pool, a process never holds more than
+    # DB_POOL_MAX_SIZE; a request past it waits up to DB_POOL_TIMEOUT seconds for one.
+    DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 8)
+    if _default_db["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_MAX_SIZE > 0:
+        _default_db.update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=False)
+        _default_db.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 0,
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": env_int("DB_POOL_TIMEOUT", 20),
+        }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     _default_db = {
@@ -272,6 +284,12 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# Live boards (planning/live.py): open event streams per web process and per person, and the
+# threads (each with one database connection) that do every stream's reads.
+LIVE_MAX_STREAMS = env_int("LIVE_MAX_STREAMS", 2000)
+LIVE_MAX_STREAMS_PER_USER = env_int("LIVE_MAX_STREAMS_PER_USER", 8)
+LIVE_DB_THREADS = env_int("LIVE_DB_THREADS", 2)
 
 # Uploads: Django has no overall limit of its own; the import view enforces this one.
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 2 * 1024**3)

@@ -25,6 +25,16 @@ REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 PASSWORD = "workshop-pass-2026"
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """No connection pool inside the test process: its tests run up to 50 writers at once in
+    threads, each holding its own connection as separate requests of separate processes would.
+    The pool is exercised where it matters, by real servers (test_stream_load, the browser)."""
+    from django.conf import settings as django_settings
+
+    django_settings.DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
+
+
 @pytest.fixture(autouse=True)
 def _test_settings(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"

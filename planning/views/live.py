@@ -16,19 +16,28 @@ from ..services import (
 
 # --- live: the event stream and presence --------------------------------------------------------
 
+RETRY_AFTER_SECONDS = 30
+
 
 @require_GET
 @login_required
-async def events(request: HtmxHttpRequest, slug: str) -> StreamingHttpResponse:
+async def events(request: HtmxHttpRequest, slug: str) -> HttpResponse | StreamingHttpResponse:
     """Server-sent events for an open board. Served through ASGI: an open stream costs no
     thread. Outsiders get 404 here like everywhere."""
     user = await request.auser()
     plan, _ = await sync_to_async(get_plan_for_user)(user, slug)
     seen = request.headers.get("Last-Event-ID") or request.GET.get("v") or ""
-    response = StreamingHttpResponse(
-        live.stream(plan.pk, user.pk, int(seen) if seen.isdigit() else None),
-        content_type="text/event-stream",
-    )
+    try:
+        events = live.stream(plan.pk, user.pk, int(seen) if seen.isdigit() else None)
+    except live.Full as full:
+        # The board shows this text and tries again after Retry-After.
+        return HttpResponse(
+            str(full),
+            status=429,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            content_type="text/plain; charset=utf-8",
+        )
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response

@@ -45,10 +45,28 @@
     });
     source.onerror = function () {
       setStatus("Connection lost, reconnecting…");
-      if (source.readyState === EventSource.CLOSED) {
-        setTimeout(connect, 2000); // the browser gave up; we do not
-      }
+      if (source.readyState === EventSource.CLOSED) retry(); // the browser gave up; we do not
     };
+  }
+
+  // An EventSource cannot read why it was refused: ask once with fetch. A full server (429)
+  // says why and when to come back; anything else is tried again shortly.
+  function retry() {
+    var probe = new AbortController();
+    fetch(root.dataset.eventsUrl + "?v=" + version, {signal: probe.signal, credentials: "same-origin"})
+      .then(function (response) {
+        if (response.status !== 429) {
+          probe.abort();
+          setTimeout(connect, 2000);
+          return;
+        }
+        var wait = parseInt(response.headers.get("Retry-After") || "30", 10);
+        return response.text().then(function (text) {
+          setStatus(text);
+          setTimeout(connect, wait * 1000);
+        });
+      })
+      .catch(function () { setTimeout(connect, 2000); });
   }
 
   // --- refreshing the board without losing open forms ------------------------------------------

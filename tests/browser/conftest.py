@@ -60,9 +60,7 @@ def browser_var_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(
-    request, django_db_modify_db_settings_parallel_suffix, browser_var_dir
-) -> None:
+def django_db_modify_db_settings(request, django_db_modify_db_settings, browser_var_dir) -> None:
     """On SQLite, a run of browser tests alone keeps its test database in a file the servers
     open too. pytest-django sets the database up once per run, for its first test: a mixed run
     starts with other tests and keeps the faster in-memory database (the browser tests skip)."""

@@ -46,7 +46,8 @@ def run(scenario) -> Any:
     try:
         return asyncio.run(then_close())
     finally:
-        gc.collect()  # and the stream's worker threads' connections, gone with the threads
+        live.close_pool()  # and the streams' database threads, their connections with them
+        gc.collect()
 
 
 def parse(chunk: bytes) -> dict | None:
@@ -367,7 +368,11 @@ def test_presence_is_for_members_only(plan, cmo, cio, observer, outsider):
     # Someone else's board is not mine to speak for.
     assert cmo.client.post(address, {"connection": "c" * 32, "editing": "x"}).status_code == 400
     assert Presence.objects.get(connection="c" * 32).user == cio.user
+    # Only a board's own stream makes its presence: a made-up connection makes nothing.
+    assert observer.client.post(address, {"connection": "o" * 32}).status_code == 400
+    assert not Presence.objects.filter(connection="o" * 32).exists()
     # Observers are present too; saying what they look at changes nothing in the plan.
+    live.open_presence(plan.pk, observer.user.pk, "o" * 32)
     version = plan_version(plan)
     assert observer.client.post(address, {"connection": "o" * 32, "editing": ""}).status_code == 204
     assert plan_version(plan) == version
@@ -610,3 +615,109 @@ def test_with_redis_down_a_save_still_succeeds_and_boards_poll(
     assert run(scenario())["data"]["version"] == plan_version(plan)
     assert Assumption.objects.get(pk=assumption.pk).importance == 5
     assert "could not publish a live update" in caplog.text
+
+
+# --- limits -------------------------------------------------------------------------------------
+
+
+@streams
+def test_past_a_persons_cap_the_events_url_answers_429_with_when_to_come_back(
+    plan, cmo, cio, settings
+):
+    settings.LIVE_MAX_STREAMS_PER_USER = 2
+
+    async def scenario():
+        client = AsyncClient()
+        await client.aforce_login(cmo.user)
+        boards = [open_stream(plan, cmo.user) for _ in range(2)]
+        for board in boards:
+            await board.until("presence")
+        refused = await client.get(events_url(plan))
+        # Someone else still gets in.
+        theirs = open_stream(plan, cio.user)
+        await theirs.until("presence")
+        await theirs.close()
+        await boards[0].close()
+        again = await client.get(events_url(plan))
+        await boards[1].close()
+        return refused, again.status_code
+
+    refused, again = run(scenario())
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "30"
+    assert refused.content.decode() == (
+        "You have 2 live boards open, the most allowed: close one in another tab or window."
+    )
+    assert again == 200  # a closed board gave its place back
+    assert not Presence.objects.exists()
+
+
+@streams
+def test_past_the_process_cap_nobody_gets_another_stream(plan, cmo, cio, settings):
+    settings.LIVE_MAX_STREAMS = 1
+
+    async def scenario():
+        mine = open_stream(plan, cmo.user)
+        await mine.until("presence")
+        with pytest.raises(live.Full, match="as many live connections as it can hold"):
+            live.stream(plan.pk, cio.user.pk, None)
+        await mine.close()
+        theirs = open_stream(plan, cio.user)
+        await theirs.until("hello")
+        await theirs.close()
+
+    run(scenario())
+
+
+@streams
+def test_a_stream_dropped_before_it_started_gives_its_place_back(plan, cmo, settings):
+    settings.LIVE_MAX_STREAMS_PER_USER = 1
+
+    async def scenario():
+        live.stream(plan.pk, cmo.user.pk, None)  # the browser left before the first byte
+        gc.collect()
+        board = open_stream(plan, cmo.user)
+        await board.until("hello")
+        await board.close()
+
+    run(scenario())
+
+
+@streams
+def test_many_boards_of_one_plan_share_their_reads(plan, cmo, cio, assumption, no_polling):
+    """After a save, the plan's state, changes and presence are read once for all open boards
+    of this process, not once per board."""
+    current = plan_version(plan)
+    reads = []
+
+    def counted(func):
+        def wrapper(*args):
+            reads.append(func.__name__)
+            return func(*args)
+
+        wrapper.__name__ = func.__name__
+        return wrapper
+
+    async def scenario():
+        boards = [open_stream(plan, cmo.user, current) for _ in range(6)]
+        for board in boards:
+            await board.until("presence")
+        reads.clear()
+        await sync_to_async(save_importance)(assumption, cio.user, 5)
+        for board in boards:
+            await board.until("changed", timeout=WITHIN)
+        await asyncio.gather(*(board.quiet(0.3) for board in boards))  # and what follows it
+        counted_reads = list(reads)
+        for board in boards:
+            await board.close()
+        return counted_reads
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("read_state", "present", "changes_between"):
+            patch.setattr(live, name, counted(getattr(live, name)))
+        seen = run(scenario())
+    # Once per signal, whatever the number of boards (a late signal of a board's opening may
+    # add one more round).
+    counts = {name: seen.count(name) for name in ("read_state", "present", "changes_between")}
+    assert counts["changes_between"] == 1
+    assert 1 <= counts["read_state"] <= 2 and 1 <= counts["present"] <= 2, seen
