@@ -8,6 +8,7 @@ switch to the real services.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -43,6 +44,13 @@ def env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def env_positive_int(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if value < 1:
+        raise ImproperlyConfigured(f"{name} must be at least 1, not {value}")
+    return value
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -101,6 +109,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "axes",
     "lifecycle",
     "planning",
     "insights",
@@ -109,14 +118,20 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything reads a parameter: PostgreSQL text cannot hold a NUL byte.
+    "planning.middleware.refuse_nul_bytes",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Says so when a background job had to wait for the broker (planning/jobs.py).
+    "planning.jobs.middleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -180,6 +195,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes first: it refuses a locked-out sign-in before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "planning:plan_list"
@@ -255,6 +275,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "mark-stalled-imports": {"task": "insights.tasks.mark_stalled_imports", "schedule": 60.0},
     "dispatch-due-retests": {"task": "insights.tasks.dispatch_due_retests", "schedule": 60.0},
+    "send-pending-jobs": {"task": "planning.tasks.send_pending_jobs", "schedule": 60.0},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -293,11 +314,54 @@ LIVE_DB_THREADS = env_int("LIVE_DB_THREADS", 2)
 
 # Uploads: Django has no overall limit of its own; the import view enforces this one.
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 2 * 1024**3)
+# What one file may hold, checked by the column preview and by the import alike: reading stays
+# bounded in time and memory whatever the file (the preview reads only the file's start).
+IMPORT_PREVIEW_MAX_BYTES = env_positive_int("IMPORT_PREVIEW_MAX_BYTES", 1024**2)
+IMPORT_MAX_LINE_BYTES = env_positive_int("IMPORT_MAX_LINE_BYTES", 1024**2)
+IMPORT_MAX_COLUMNS = env_positive_int("IMPORT_MAX_COLUMNS", 500)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# Invitations to join a plan: how long a link works, and how many a person may send in 24 hours
+# (new ones and resent ones, across all plans): each is an e-mail to an address they chose.
+INVITATION_DAYS = env_int("INVITATION_DAYS", 14)
+INVITATIONS_PER_DAY = env_int("INVITATIONS_PER_DAY", 50)
+# A plan file (DOMAIN §6) is read whole, in the web request too: its size and nesting are checked
+# before it is parsed, its counts before anything is checked item by item or written.
+PLANFILE_MAX_BYTES = env_int("PLANFILE_MAX_BYTES", 5 * 1024**2)
+PLANFILE_MAX_DEPTH = env_int("PLANFILE_MAX_DEPTH", 20)
+PLANFILE_MAX_STAGES = env_int("PLANFILE_MAX_STAGES", 50)
+PLANFILE_MAX_EVENT_TYPES = env_int("PLANFILE_MAX_EVENT_TYPES", 1000)
+PLANFILE_MAX_MEMBERS = env_int("PLANFILE_MAX_MEMBERS", 200)
+PLANFILE_MAX_CHOICES = env_int("PLANFILE_MAX_CHOICES", 500)
+PLANFILE_MAX_ASSUMPTIONS = env_int("PLANFILE_MAX_ASSUMPTIONS", 2000)
+PLANFILE_MAX_INITIATIVES = env_int("PLANFILE_MAX_INITIATIVES", 500)
+
+# Sign-in throttling (django-axes). Failures count per user name *and* network address together:
+# a lock on the name alone would let anyone lock a member out before a workshop, and a lock on
+# the address alone would lock a whole office behind one proxy. The address is REMOTE_ADDR only;
+# behind a proxy, bin/web's uvicorn sets it from X-Forwarded-For when the proxy is one of
+# FORWARDED_ALLOW_IPS, so a client can never choose it by sending a header.
+LOGIN_FAILURE_LIMIT = env_positive_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_COOLOFF_MINUTES = env_positive_int("LOGIN_COOLOFF_MINUTES", 15)
+# Password-reset e-mails per hour, per address asked for and per network address asking.
+PASSWORD_RESET_LIMIT_PER_ADDRESS = env_positive_int("PASSWORD_RESET_LIMIT_PER_ADDRESS", 3)
+PASSWORD_RESET_LIMIT_PER_IP = env_positive_int("PASSWORD_RESET_LIMIT_PER_IP", 20)
+# The database handler works the same on SQLite and PostgreSQL; axes' cache handler does not
+# work on the file-based cache of the embedded mode.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+AXES_LOCKOUT_CALLABLE = "planning.views.accounts.locked_out"
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # axes logs every sign-in and sign-out at INFO (they are in its access log table anyway);
+    # failed sign-ins and lockouts are warnings.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

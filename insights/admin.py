@@ -18,6 +18,7 @@ from django.utils.html import format_html
 
 from lifecycle.admin import EventTypeForm
 from planning.admin import HistoryAdmin, observed_badge, pretty_json, status_badge
+from planning.jobs import enqueue
 
 from . import tasks
 from .models import EVENT_FIELDS, AssumptionRun, DigestDelivery, Event, Import, PlanRetest
@@ -170,7 +171,7 @@ class ImportAdmin(admin.ModelAdmin):
                     status=Import.Status.PENDING, message=""
                 )
                 if pending:
-                    tasks.import_events.delay_on_commit(pk)
+                    enqueue(tasks.import_events, pk)
                     retried += pending
         skipped = queryset.count() - retried
         self.message_user(request, f"{retried} import(s) start again; {skipped} had not failed.")

@@ -9,12 +9,12 @@ are at risk, some are broken and a few have too little data to tell.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import itertools
 import math
 import random
+import secrets
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -23,6 +23,7 @@ from decimal import Decimal
 from functools import partial
 from typing import NamedTuple
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.db import connection, transaction
@@ -32,9 +33,11 @@ from planning.models import Plan
 from planning.planfile import import_plan
 
 from .models import EVENT_FIELDS, Event, Import
+from .services.imports import CsvWriter
 
 DEMO_SLUG = "northwind-fy2027"
-DEMO_PASSWORD = "northwind-demo-2027"  # printed for everyone to use: it is a demo
+# Printed for everyone to use, so only with DEBUG on: a production site gets random ones.
+DEMO_PASSWORD = "northwind-demo-2027"
 DEMO_URL = "http://127.0.0.1:8000/"
 DEMO_CUSTOMERS = 10_000
 DEMO_SEED = 2027
@@ -972,6 +975,7 @@ class DemoLogin:
     name: str
     role: str
     created: bool
+    password: str = ""  # set by this run, to print once; empty for a user that was there
 
 
 @dataclass
@@ -983,8 +987,9 @@ class DemoResult:
     seconds: float = 0.0
 
 
-def ensure_demo_users() -> list[DemoLogin]:
-    """The demo's users, created with the demo password when missing; existing ones are left be."""
+def ensure_demo_users(published_password: bool) -> list[DemoLogin]:
+    """The demo's users, created when missing with the published demo password, or each with
+    its own random one; existing ones are left be."""
     user_model = get_user_model()
     logins = []
     for username, first, last, role in DEMO_USERS:
@@ -992,18 +997,24 @@ def ensure_demo_users() -> list[DemoLogin]:
             username=username,
             defaults={"first_name": first, "last_name": last, "email": _email(username)},
         )
+        password = ""
         if created:
-            user.set_password(DEMO_PASSWORD)
+            password = _new_password(published_password)
+            user.set_password(password)
             user.save(update_fields=["password"])
-        logins.append(DemoLogin(username, user.get_full_name(), role, created))
-    admin = user_model.objects.filter(username=ADMIN_USERNAME).first()
-    created = admin is None
-    if admin is None:
-        admin = user_model.objects.create_superuser(
-            ADMIN_USERNAME, _email(ADMIN_USERNAME), DEMO_PASSWORD
-        )
-    logins.append(DemoLogin(ADMIN_USERNAME, "", "Staff: the back-office at /admin/", created))
+        logins.append(DemoLogin(username, user.get_full_name(), role, created, password))
+    admin_role = "Staff: the back-office at /admin/"
+    if user_model.objects.filter(username=ADMIN_USERNAME).exists():
+        logins.append(DemoLogin(ADMIN_USERNAME, "", admin_role, False))
+    else:
+        password = _new_password(published_password)
+        user_model.objects.create_superuser(ADMIN_USERNAME, _email(ADMIN_USERNAME), password)
+        logins.append(DemoLogin(ADMIN_USERNAME, "", admin_role, True, password))
     return logins
+
+
+def _new_password(published: bool) -> str:
+    return DEMO_PASSWORD if published else secrets.token_urlsafe(15)
 
 
 def _email(username: str) -> str:
@@ -1011,12 +1022,20 @@ def _email(username: str) -> str:
 
 
 def load_demo(
-    *, reset: bool = False, customers: int = DEMO_CUSTOMERS, seed: int = DEMO_SEED
+    *,
+    reset: bool = False,
+    customers: int = DEMO_CUSTOMERS,
+    seed: int = DEMO_SEED,
+    published_password: bool | None = None,
 ) -> DemoResult:
     """The demo users, plan and events. Safe to run again: an existing demo plan is left as it
-    is, unless `reset` replaces it. All or nothing: a failed load leaves the old demo intact."""
+    is, unless `reset` replaces it. All or nothing: a failed load leaves the old demo intact.
+    New users get the published demo password only with DEBUG on (or `published_password`);
+    otherwise each gets its own random password, returned in `logins` to be shown once."""
     started = time.monotonic()
-    logins = ensure_demo_users()
+    if published_password is None:
+        published_password = settings.DEBUG
+    logins = ensure_demo_users(published_password)
     stored: list[str] = []
     try:
         with transaction.atomic():
@@ -1080,7 +1099,8 @@ def store_events(plan: Plan, events: Iterable[DemoEvent], stored: list[str]) -> 
     count = 0
     with tempfile.TemporaryFile() as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        writer = csv.writer(text)
+        # Quoted and neutralised like every CSV the app writes (its cells never need the latter).
+        writer = CsvWriter(text)
         writer.writerow(CSV_COLUMNS)
         for batch in itertools.batched(events, BATCH_SIZE):
             writer.writerows(_csv_row(item) for item in batch)

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
+from django.forms.utils import flatatt
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from .models import EVENT_FIELDS, Import
-from .services.imports import REQUIRED_FIELDS
+from .services.imports import REQUIRED_FIELDS, check_width
 
 FIELD_LABELS = {
     "customer_id": "Customer id (required)",
@@ -24,6 +29,23 @@ class UploadForm(forms.Form):
     )
 
 
+class ColumnSelect(forms.Select):
+    """The same <select> as Django's, put together in Python: a file may have hundreds of
+    columns, and a template for every option of each made the page take seconds."""
+
+    def render(
+        self, name: str, value: Any, attrs: dict | None = None, renderer: Any = None
+    ) -> SafeString:
+        chosen = "" if value is None else str(value)
+        options = format_html_join(
+            "",
+            '<option value="{}"{}>{}</option>',
+            ((v, " selected" if str(v) == chosen else "", label) for v, label in self.choices),
+        )
+        attributes = flatatt(self.build_attrs(self.attrs, attrs))
+        return format_html('<select name="{}"{}>{}</select>', name, attributes, options)
+
+
 class MappingForm(forms.Form):
     """One choice per column of the file: which event field it is, or an attribute."""
 
@@ -42,6 +64,8 @@ class MappingForm(forms.Form):
 
     def __init__(self, *args, header: list[str], mapping: dict[str, str], **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # One field a column: never more than IMPORT_MAX_COLUMNS of them (FileRejected says so).
+        check_width(len(header))
         self.header = header
         choices = [("", "Keep as an attribute")] + [(f, FIELD_LABELS[f]) for f in EVENT_FIELDS]
         for index, name in enumerate(header):
@@ -50,6 +74,7 @@ class MappingForm(forms.Form):
                 choices=choices,
                 required=False,
                 initial=mapping.get(name, ""),
+                widget=ColumnSelect,
             )
 
     def column_fields(self):

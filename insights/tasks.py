@@ -8,6 +8,8 @@ from celery import Task, shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from django.db import OperationalError, transaction
 
+from planning.jobs import enqueue
+
 from .services import digests, imports, retests
 
 # Transient trouble (a database restart, a busy SQLite file) is retried with backoff.
@@ -37,7 +39,7 @@ def run_plan_retest(retest_id: int) -> None:
     # the two steps): queue_digests claims each re-test once and only after a scheduled one.
     with transaction.atomic():
         for delivery in digests.queue_digests(retest_id):
-            send_digest.delay_on_commit(delivery.pk)
+            enqueue(send_digest, delivery.pk)
 
 
 @shared_task(
@@ -55,7 +57,7 @@ def dispatch_due_retests() -> int:
         started = [retest.pk for retest in retests.dispatch_due_retests()]
         started += retests.recover_stalled_retests()
         for retest_id in started:
-            run_plan_retest.delay_on_commit(retest_id)
+            enqueue(run_plan_retest, retest_id)
     return len(started)
 
 

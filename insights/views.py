@@ -21,6 +21,7 @@ from lifecycle.models import EventMapping
 from lifecycle.services import map_event_types, suggest_stage
 from planning.forms import AssumptionForm
 from planning.http import HtmxHttpRequest
+from planning.jobs import enqueue
 from planning.models import Assumption, AssumptionStatus, Membership
 from planning.services import get_plan_for_user, require_editor, require_facilitator
 
@@ -29,8 +30,8 @@ from .forms import MappingForm, UploadForm
 from .metrics import latest_event_at
 from .models import Event, Import, PlanRetest
 from .services.digests import membership_from_token
-from .services.imports import FileRejected, create_import, preview_file, read_progress
-from .services.retests import evaluate, start_plan_retest, tested_assumptions
+from .services.imports import FileRejected, Preview, create_import, preview_file, read_progress
+from .services.retests import evaluate, request_plan_retest, tested_assumptions
 
 
 @require_http_methods(["GET", "POST"])
@@ -82,22 +83,26 @@ def import_detail(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     record = _get_import(plan.pk, pk)
     context = {"plan": plan, "membership": membership, "record": record}
-    if record.status == Import.Status.DRAFT:
-        try:
-            preview = preview_file(record.file.path)
-        except FileRejected as rejection:
-            Import.objects.filter(pk=record.pk, status="draft").update(
-                status="rejected", message=str(rejection)
-            )
-            record.refresh_from_db()
-        else:
-            context["preview"] = preview
-            context["form"] = MappingForm(header=preview.header, mapping=preview.mapping)
+    if record.status == Import.Status.DRAFT and (preview := _preview(record)):
+        context["preview"] = preview
+        context["form"] = MappingForm(header=preview.header, mapping=preview.mapping)
     context.update(_status_context(record))
     template = "insights/import_detail.html"
     if request.htmx and record.status != Import.Status.DRAFT:
         template += "#status"
     return render(request, template, context)
+
+
+def _preview(record: Import) -> Preview | None:
+    """The draft's columns; a file that cannot be imported is rejected at once, and kept."""
+    try:
+        return preview_file(record.file.path)
+    except FileRejected as rejection:
+        Import.objects.filter(pk=record.pk, status="draft").update(
+            status="rejected", message=str(rejection)
+        )
+        record.refresh_from_db()
+        return None
 
 
 def _status_context(record: Import) -> dict:
@@ -122,9 +127,8 @@ def import_start(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)
     record = _get_import(plan.pk, pk)
-    if record.status != Import.Status.DRAFT:
+    if record.status != Import.Status.DRAFT or not (preview := _preview(record)):
         return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
-    preview = preview_file(record.file.path)
     form = MappingForm(request.POST, header=preview.header, mapping=preview.mapping)
     if not form.is_valid():
         context = {
@@ -142,7 +146,7 @@ def import_start(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
             mode=form.cleaned_data["mode"],
         )
         if started:
-            tasks.import_events.delay_on_commit(record.pk)
+            enqueue(tasks.import_events, record.pk)
     return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
 
 
@@ -156,7 +160,7 @@ def import_retry(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
         if Import.objects.filter(pk=record.pk, status=Import.Status.FAILED).update(
             status=Import.Status.PENDING, message=""
         ):
-            tasks.import_events.delay_on_commit(record.pk)
+            enqueue(tasks.import_events, record.pk)
     messages.info(request, "The import starts again.")
     return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
 
@@ -287,7 +291,7 @@ def assumption_retest(request: HtmxHttpRequest, slug: str, pk: int) -> HttpRespo
         messages.error(request, "This assumption has no test to run; add one first.")
         return redirect("insights:assumption", slug=plan.slug, pk=assumption.pk)
     since = timezone.now()
-    tasks.retest_assumption.delay_on_commit(assumption.pk, user_id=request.user.pk)
+    enqueue(tasks.retest_assumption, assumption.pk, user_id=request.user.pk)
     url = reverse("insights:assumption", args=[plan.slug, assumption.pk])
     return redirect(f"{url}?{urlencode({'since': since.isoformat()})}")
 
@@ -298,8 +302,11 @@ def plan_retest(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)
     with transaction.atomic():
-        retest = start_plan_retest(plan, user=request.user)
-        tasks.run_plan_retest.delay_on_commit(retest.pk)
+        retest, created = request_plan_retest(plan, user=request.user)
+        if created:
+            enqueue(tasks.run_plan_retest, retest.pk)
+    if not created:
+        messages.info(request, "A re-test of this plan is already under way: here is its progress.")
     return redirect("insights:retest", slug=plan.slug, pk=retest.pk)
 
 

@@ -13,6 +13,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.templatetags.static import static
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from lifecycle.admin import EventTypeForm, plan_and_name
@@ -24,7 +25,9 @@ from .models import (
     AssumptionStatus,
     BTInitiative,
     Comment,
+    Invitation,
     Membership,
+    PendingJob,
     Plan,
     Presence,
     StrategicChoice,
@@ -286,6 +289,29 @@ class MembershipAdmin(admin.ModelAdmin):
     readonly_fields = ["joined_at"]
 
 
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Sent from the members page, answered from its link: here only read, or deleted. The
+    token is never shown: with it anyone could accept."""
+
+    list_display = ["email", "plan", "role", "business_unit", "invited_by", "sent_at", "status"]
+    list_filter = ["role", "plan"]
+    list_select_related = ["plan", "invited_by"]
+    search_fields = ["email", "plan__name", "plan__slug"]
+    ordering = ["-sent_at"]
+    exclude = ["token"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="status")
+    def status(self, invitation: Invitation) -> str:
+        return invitation.state(timezone.now())
+
+
 class ChoiceAdminForm(SamePlanForm):
     same_plan_fields = ("stages",)
 
@@ -493,6 +519,22 @@ class PresenceAdmin(admin.ModelAdmin):
     list_select_related = ["user", "plan"]
     search_fields = ["user__username", "plan__name", "plan__slug"]
     ordering = ["-last_seen"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PendingJob)
+class PendingJobAdmin(admin.ModelAdmin):
+    """Background jobs the broker could not take (Redis down); the beat sends them when it can.
+    Support can see what waits, and delete a job that should never run."""
+
+    list_display = ["task", "args", "created_at", "attempts"]
+    readonly_fields = ["task", "args", "kwargs", "created_at", "attempts"]
+    ordering = ["id"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -5,11 +5,17 @@ import json
 from decimal import Decimal
 
 from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
 
 from lifecycle.models import Stage
 
 from .models import (
     BU_LEADER_NEEDS_UNIT,
+    DUPLICATE_CHOICE_TITLE,
+    DUPLICATE_INITIATIVE_TITLE,
+    DUPLICATE_STAGE_NAME,
+    DUPLICATE_STATEMENT,
     METRIC_PARAMS,
     Assumption,
     BTInitiative,
@@ -17,8 +23,11 @@ from .models import (
     Plan,
     Role,
     StrategicChoice,
+    validate_one_line,
     validate_plan_slug,
 )
+from .planfile import PlanFileError
+from .planfile.reading import check_plan_file_size
 
 
 class ScheduleForm(forms.ModelForm):
@@ -66,7 +75,9 @@ class EmailPreferencesForm(forms.ModelForm):
 
 
 class NewPlanForm(forms.Form):
-    name = forms.CharField(label="Name", max_length=200, required=False)
+    name = forms.CharField(
+        label="Name", max_length=200, required=False, validators=[validate_one_line]
+    )
     slug = forms.SlugField(
         label="Short name for links",
         max_length=80,
@@ -80,9 +91,19 @@ class NewPlanForm(forms.Form):
         help_text="A plan exported from Outside-In (JSON).",
     )
 
+    def clean_plan_file(self):
+        upload = self.cleaned_data.get("plan_file")
+        if upload:
+            try:  # before it is read: a plan file is read whole, in this request
+                check_plan_file_size(upload.size)
+            except PlanFileError as error:
+                raise forms.ValidationError(error.errors) from None
+        return upload
+
     def clean(self):
         cleaned = super().clean()
-        if not cleaned.get("plan_file") and not (cleaned.get("name") and cleaned.get("slug")):
+        chosen = cleaned.get("plan_file") or "plan_file" in self.errors
+        if not chosen and not (cleaned.get("name") and cleaned.get("slug")):
             raise forms.ValidationError(
                 "Give the plan a name and a short name, or choose a plan file."
             )
@@ -139,7 +160,7 @@ class ChoiceForm(ItemForm):
         title = self.cleaned_data["title"].strip()
         others = self.plan.choices.filter(title=title).exclude(pk=self.instance.pk)
         if others.exists():
-            raise forms.ValidationError("Another strategic choice of this plan has this title.")
+            raise forms.ValidationError(DUPLICATE_CHOICE_TITLE)
         return title
 
 
@@ -208,9 +229,7 @@ class AssumptionForm(ItemForm):
         statement = self.cleaned_data["statement"].strip()
         siblings = Assumption.objects.filter(choice_id=self.instance.choice_id, statement=statement)
         if self.instance.choice_id and siblings.exclude(pk=self.instance.pk).exists():
-            raise forms.ValidationError(
-                "This choice has an assumption with this statement already."
-            )
+            raise forms.ValidationError(DUPLICATE_STATEMENT)
         return statement
 
     def param_fields(self):
@@ -227,7 +246,7 @@ class InitiativeForm(ItemForm):
     def clean_title(self) -> str:
         title = self.cleaned_data["title"].strip()
         if self.plan.bt_initiatives.filter(title=title).exclude(pk=self.instance.pk).exists():
-            raise forms.ValidationError("Another initiative of this plan has this title.")
+            raise forms.ValidationError(DUPLICATE_INITIATIVE_TITLE)
         return title
 
 
@@ -240,7 +259,7 @@ class StageForm(ItemForm):
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
         if self.plan.stages.filter(name__iexact=name).exclude(pk=self.instance.pk).exists():
-            raise forms.ValidationError("The plan has a stage of this name already.")
+            raise forms.ValidationError(DUPLICATE_STAGE_NAME)
         return name
 
 
@@ -265,16 +284,31 @@ class BusinessUnitRule:
         return cleaned
 
 
-class MemberForm(BusinessUnitRule, forms.Form):
-    person = forms.CharField(
-        label="User name or e-mail",
+class InvitationForm(BusinessUnitRule, forms.Form):
+    email = forms.EmailField(
+        label="E-mail",
         max_length=254,
-        help_text="Someone without an account yet gets one, and an e-mail to choose a password.",
+        help_text="They get an e-mail with a link, and join the plan when they accept.",
     )
-    first_name = forms.CharField(label="First name", max_length=150, required=False)
-    last_name = forms.CharField(label="Last name", max_length=150, required=False)
     role = forms.ChoiceField(label="Role", choices=Role.choices)
     business_unit = forms.CharField(label="Business unit", max_length=100, required=False)
+
+
+class AccountForm(UserCreationForm):
+    """An account set up from an invitation: its e-mail is the invited address."""
+
+    class Meta(UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username", "first_name", "last_name")
+        labels = {"username": "User name", "first_name": "First name", "last_name": "Last name"}
+
+    def __init__(self, *args, email: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Compared with the password, so that it cannot be the address itself.
+        self.instance.email = email
+        self.fields["first_name"].required = True
+        for name in ("first_name", "last_name"):
+            self.fields[name].validators.append(validate_one_line)
 
 
 class MembershipForm(BusinessUnitRule, forms.ModelForm):

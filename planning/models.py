@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 import zoneinfo
 from typing import Any
 
 from django.conf import settings
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 
 class Role(models.TextChoices):
@@ -47,8 +50,29 @@ def validate_plan_slug(value: str) -> None:
         raise ValidationError(f"“{value}” is reserved; choose another short name.")
 
 
+def one_line_problem(value: str) -> str | None:
+    """What keeps `value` from being one line of text (a name, a title), in words; None when
+    nothing does. A plan's name goes into e-mail subjects, where a line break cannot be."""
+    for char in value:
+        # Cc: control characters (tab, CR, LF, NUL…); Zl, Zp: Unicode's line and paragraph breaks.
+        category = unicodedata.category(char)
+        if category in {"Cc", "Zl", "Zp"}:
+            if char == "\t":
+                return "A name or title is one line of text: remove the tab."
+            if char in "\r\n\v\f\x85" or category != "Cc":
+                return "A name or title is one line of text: remove the line break."
+            return "A name or title is one line of text: remove the invisible control character."
+    return None
+
+
+def validate_one_line(value: str) -> None:
+    problem = one_line_problem(value)
+    if problem:
+        raise ValidationError(problem, code="one_line")
+
+
 class Plan(models.Model):
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[validate_one_line])
     slug = models.SlugField(max_length=80, unique=True, validators=[validate_plan_slug])
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -126,6 +150,13 @@ class Plan(models.Model):
 
 BU_LEADER_NEEDS_UNIT = "A BU leader names the business unit they speak for."
 
+# What a member hears who gives an item a name its siblings already have: said by the item's
+# form, and by the save that loses the race when two members create the same title at once.
+DUPLICATE_CHOICE_TITLE = "Another strategic choice of this plan has this title."
+DUPLICATE_STATEMENT = "This choice has an assumption with this statement already."
+DUPLICATE_INITIATIVE_TITLE = "Another initiative of this plan has this title."
+DUPLICATE_STAGE_NAME = "The plan has a stage of this name already."
+
 
 class Membership(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="memberships")
@@ -178,6 +209,90 @@ class Membership(models.Model):
         return self.role == Role.FACILITATOR
 
 
+INVITATION_LINK_SALT = "outside-in.invitation"
+
+
+class InvitationQuerySet(models.QuerySet):
+    def open(self) -> InvitationQuerySet:
+        """Neither accepted, declined nor withdrawn (an expired one is open: it can be resent)."""
+        return self.filter(
+            accepted_at__isnull=True, declined_at__isnull=True, revoked_at__isnull=True
+        )
+
+
+class Invitation(models.Model):
+    """An invitation to join a plan, sent to an e-mail address. Joining is the invited person's
+    own act: accepting it creates their membership. Inviting looks up no account, so it tells the
+    facilitator nothing about whether the address has one."""
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(max_length=254)
+    role = models.CharField(max_length=20, choices=Role)
+    business_unit = models.CharField(max_length=100, blank=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Random, replaced at each sending; the e-mailed link carries it signed with SECRET_KEY, so
+    # neither a copy of the database nor an old e-mail is enough to join.
+    token = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="accepted_invitations",
+    )
+    declined_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["email", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"),
+                "plan",
+                condition=Q(accepted_at__isnull=True, declined_at__isnull=True)
+                & Q(revoked_at__isnull=True),
+                name="one_open_invitation_per_address_and_plan",
+            ),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="invitation_role_valid"),
+            models.CheckConstraint(
+                condition=~Q(role=Role.BU_LEADER) | ~Q(business_unit=""),
+                name="invitation_bu_leader_names_business_unit",
+                violation_error_message=BU_LEADER_NEEDS_UNIT,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.role_display})"
+
+    @property
+    def role_display(self) -> str:
+        """“CMO”, or “BU leader for Online”."""
+        role = Role(self.role).label
+        return f"{role} for {self.business_unit}" if self.business_unit else role
+
+    def link_token(self) -> str:
+        """What the e-mailed link carries: this invitation and its current token, signed."""
+        return signing.Signer(salt=INVITATION_LINK_SALT).sign(f"{self.pk}.{self.token}")
+
+    def state(self, now: dt.datetime) -> str:
+        """pending, accepted, declined, revoked or expired."""
+        if self.accepted_at:
+            return "accepted"
+        if self.declined_at:
+            return "declined"
+        if self.revoked_at:
+            return "revoked"
+        return "expired" if self.expires_at <= now else "pending"
+
+
 class Horizon(models.TextChoices):
     NOW = "now", "Now"
     NEXT = "next", "Next"
@@ -193,7 +308,7 @@ class ChoiceStatus(models.TextChoices):
 
 class StrategicChoice(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="choices")
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, validators=[validate_one_line])
     stages = models.ManyToManyField("lifecycle.Stage", related_name="choices", blank=True)
     owner = models.ForeignKey(
         Membership, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_choices"
@@ -545,7 +660,7 @@ class BTInitiative(models.Model):
     """An investment on the CIO's business-technology agenda."""
 
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="bt_initiatives")
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, validators=[validate_one_line])
     stages = models.ManyToManyField("lifecycle.Stage", related_name="bt_initiatives", blank=True)
     choices = models.ManyToManyField(StrategicChoice, related_name="bt_initiatives", blank=True)
     cost_estimate = models.DecimalField(
@@ -624,6 +739,8 @@ class Activity(models.Model):
         REVERTED = "reverted", "reverted"
         IMPORTED = "imported", "imported"
         TESTED = "tested", "re-tested"
+        SENT = "sent", "sent"
+        DECLINED = "declined", "declined"
 
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="activities")
     actor = models.ForeignKey(
@@ -672,3 +789,20 @@ class Presence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} on {self.plan}"
+
+
+class PendingJob(models.Model):
+    """A background job the broker could not take when it was asked to (Redis down): kept here,
+    after the change that asked for it was saved, and sent by the beat once the broker is back."""
+
+    task = models.CharField(max_length=200)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.task}{tuple(self.args)}"

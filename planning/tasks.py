@@ -6,15 +6,15 @@ import smtplib
 
 from celery import shared_task
 from django.conf import settings
-from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import EmailMultiAlternatives
 from django.db import OperationalError
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.encoding import force_bytes
-from django.utils.http import urlsafe_base64_encode
+from django.utils import timezone
 
-from .models import Comment, Membership
+from . import jobs
+from .mail import subject_line
+from .models import Comment, Invitation, Membership
 
 # An e-mail task: a failing mail server delays the message, retried with backoff, never drops it.
 EMAIL_TASK = {
@@ -51,7 +51,7 @@ def send_mention(comment_id: int, membership_id: int) -> bool:
         "plan_url": settings.SITE_URL + reverse("planning:board", args=[comment.plan.slug]),
     }
     message = EmailMultiAlternatives(
-        subject=f"{author} mentioned you in “{comment.plan.name}”",
+        subject=subject_line(f"{author} mentioned you in “{comment.plan.name}”"),
         body=render_to_string("planning/email/mention.txt", context),
         to=[member.user.email],
     )
@@ -60,28 +60,35 @@ def send_mention(comment_id: int, membership_id: int) -> bool:
 
 
 @shared_task(**EMAIL_TASK)
-def send_invitation(membership_id: int, inviter_name: str) -> bool:
-    """Invite a new member: a link to choose their password, which signs them in to the plan."""
-    member = Membership.objects.select_related("user", "plan").filter(pk=membership_id).first()
-    if member is None or not member.user.email:
-        return False
-    user = member.user
-    link = settings.SITE_URL + reverse(
-        "password_reset_confirm",
-        kwargs={
-            "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
-            "token": default_token_generator.make_token(user),
-        },
+def send_invitation(invitation_id: int) -> bool:
+    """E-mail an invitation's link. The link is made from the invitation as it is now: one
+    withdrawn, answered or sent again with a new link before this runs sends nothing stale."""
+    invitation = (
+        Invitation.objects.select_related("plan", "invited_by")
+        .open()
+        .filter(pk=invitation_id, expires_at__gt=timezone.now())
+        .first()
     )
+    if invitation is None:
+        return False
+    inviter = invitation.invited_by
+    inviter_name = (inviter.get_full_name() or inviter.get_username()) if inviter else "Someone"
     context = {
-        "member": member,
+        "invitation": invitation,
         "inviter": inviter_name,
-        "link": link,
-        "username": user.get_username(),
+        "link": settings.SITE_URL + reverse("invitation", args=[invitation.link_token()]),
     }
     EmailMultiAlternatives(
-        subject=f"{inviter_name} invited you to “{member.plan.name}” on Outside-In",
+        subject=subject_line(
+            f"{inviter_name} invited you to “{invitation.plan.name}” on Outside-In"
+        ),
         body=render_to_string("planning/email/invitation.txt", context),
-        to=[user.email],
+        to=[invitation.email],
     ).send()
     return True
+
+
+@shared_task
+def send_pending_jobs() -> int:
+    """Every minute (beat): send the jobs the broker could not take when they were asked for."""
+    return jobs.send_pending_jobs()

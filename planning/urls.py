@@ -10,6 +10,7 @@ urlpatterns = [
     path("<slug:slug>/", views.board, name="board"),
     path("<slug:slug>/members/", views.members, name="members"),
     path("<slug:slug>/members/<int:pk>/", views.member_change, name="member_change"),
+    path("<slug:slug>/invitations/<int:pk>/", views.invitation_change, name="invitation_change"),
     path("<slug:slug>/activity/", views.activity, name="activity"),
     path("<slug:slug>/settings/", views.plan_settings, name="settings"),
     path("<slug:slug>/plan.json", views.plan_file, name="plan_file"),

@@ -25,7 +25,9 @@ from planning.models import (
     AssumptionStatus,
     BTInitiative,
     Comment,
+    Invitation,
     Membership,
+    PendingJob,
     Plan,
     Presence,
     Role,
@@ -49,9 +51,22 @@ MODELS = [
     PlanRetest,
     DigestDelivery,
     Presence,
+    Invitation,
+    PendingJob,
 ]
-# Rows that only the app writes: imports and their events come from files, history from use.
-NO_ADD = {Activity, AssumptionRun, Import, Event, PlanRetest, DigestDelivery, Presence}
+# Rows that only the app writes: imports and their events come from files, history from use,
+# invitations from the members page (which e-mails them).
+NO_ADD = {
+    Activity,
+    AssumptionRun,
+    Import,
+    Event,
+    PlanRetest,
+    DigestDelivery,
+    Presence,
+    Invitation,
+    PendingJob,
+}
 HISTORY = {Activity, AssumptionRun, PlanRetest}
 APPS = {"lifecycle", "planning", "insights"}
 ON_POSTGRESQL = connection.vendor == "postgresql"
@@ -142,7 +157,19 @@ def fill_plan(plan: Plan, membership: Membership) -> dict:
     presence = Presence.objects.create(
         plan=plan, user=membership.user, connection=f"conn-{plan.pk}", last_seen=START
     )
+    invitation = Invitation.objects.create(
+        plan=plan,
+        email=f"lena{plan.pk}@northwind.example",
+        role=Role.CIO,
+        invited_by=membership.user,
+        token="not-a-real-token",
+        sent_at=START,
+        expires_at=START + dt.timedelta(days=14),
+    )
+    job = PendingJob.objects.create(task="planning.tasks.send_mention", args=[1, plan.pk])
     return {
+        PendingJob: job,
+        Invitation: invitation,
         Presence: presence,
         Stage: stages["Buy"],
         EventMapping: mapping,

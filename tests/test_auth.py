@@ -10,7 +10,8 @@ from django.test import Client
 
 from tests.conftest import PASSWORD
 
-pytestmark = pytest.mark.django_db
+# The password-reset throttle counts in the cache: each test counts from zero.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("own_cache")]
 
 
 def test_sign_in_lands_on_the_plan_list(cmo):

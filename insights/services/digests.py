@@ -14,6 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from planning.mail import subject_line
 from planning.models import Membership, StrategicChoice
 
 from ..models import AssumptionRun, DigestDelivery, PlanRetest
@@ -126,7 +127,7 @@ def build_digest(delivery: DigestDelivery) -> EmailMultiAlternatives:
     text = render_to_string("insights/email/digest.txt", context)
     html = render_to_string("insights/email/digest.html", context)
     message = EmailMultiAlternatives(
-        subject=subject,
+        subject=subject_line(subject),
         body=text,
         to=[member.user.email],
         headers={

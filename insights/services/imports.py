@@ -24,8 +24,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -55,7 +55,6 @@ FIELD_LIMITS = {
 }
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 MAX_ERRORS_SHOWN = 1000
-MAX_FIELD_BYTES = 1024 * 1024
 READ_BLOCK_BYTES = 1024 * 1024
 WRITE_BATCH_ROWS = 5000
 PROGRESS_EVERY_SECONDS = 0.5
@@ -63,8 +62,6 @@ PROGRESS_EVERY_ROWS = 5000
 STALE_AFTER_SECONDS = 120
 SQLITE_BATCH = 5000
 LOCK_POLL_SECONDS = 0.2
-
-csv.field_size_limit(MAX_FIELD_BYTES)
 
 
 class FileRejected(Exception):
@@ -135,24 +132,48 @@ def _sniff_bytes(head: bytes) -> tuple[str, bool]:
 
 
 def _detect_delimiter(header_line: str) -> str:
-    counts = dict.fromkeys(DELIMITERS, 0)
-    quoted = False
-    for char in header_line:
-        if char == '"':
-            quoted = not quoted
-        elif not quoted and char in counts:
-            counts[char] += 1
+    if '"' not in header_line:  # the usual header: counted in C, not a character at a time
+        counts = {d: header_line.count(d) for d in DELIMITERS}
+    else:
+        counts = dict.fromkeys(DELIMITERS, 0)
+        quoted = False
+        for char in header_line:
+            if char == '"':
+                quoted = not quoted
+            elif not quoted and char in counts:
+                counts[char] += 1
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] else ","
+
+
+def size_in_words(size: int) -> str:
+    """A limit in bytes as people say it: "1 MiB", "64 KiB", "1,000 bytes"."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor and not size % factor:
+            return f"{size // factor:,} {unit}"
+    return f"{size:,} bytes"
+
+
+def _line_too_long(number: int, limit: int) -> FileRejected:
+    where = "The first line" if number == 1 else f"Line {number:,}"
+    return FileRejected(f"{where} is longer than {size_in_words(limit)}: is this a CSV file?")
 
 
 class Source:
     """A CSV byte stream as lines of text, decoded a block at a time (the fast path); a line that
     is not UTF-8, or holds a NUL byte, is decoded with replacement characters and noted in
-    `bad_lines` by its line number."""
+    `bad_lines` by its line number.
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    Memory stays bounded whatever the file: a line longer than `max_line` bytes, or a row (quoted
+    line breaks make one row of many lines) that runs on for more, rejects the file."""
+
+    def __init__(self, stream: IO[bytes], max_line: int | None = None) -> None:
         self.stream = stream
+        self.max_line = max_line or settings.IMPORT_MAX_LINE_BYTES
+        # The line where the row being read began: `records` keeps it up to date.
+        self.row_start = 1
+        # (first line, offset of its first byte) of each block handed out since that row began.
+        self.block_starts: deque[tuple[int, int]] = deque()
         head = stream.read(64 * 1024)
         self.encoding, self.bom = _sniff_bytes(head)
         # Lines that end in "\r" alone (Excel's "CSV (Macintosh)") are read as if they ended in "\n".
@@ -166,20 +187,43 @@ class Source:
     def _blocks(self) -> Iterator[Iterator[str]]:
         rest = b""
         skip = len(codecs.BOM_UTF8) if self.bom else 0
-        while chunk := self.stream.read(READ_BLOCK_BYTES):
+        # A block never holds a whole line longer than the limit: only a line that goes on from
+        # the block before can be, and that one is measured.
+        size = min(READ_BLOCK_BYTES, self.max_line)
+        handed_out = 0
+        while chunk := self.stream.read(size):
             self.bytes_read += len(chunk)
             if self.classic_mac:
                 chunk = chunk.replace(b"\r", b"\n")
             data = (rest + chunk) if rest else chunk[skip:]
             skip = 0
+            first_end = data.find(b"\n")
+            if (first_end if first_end >= 0 else len(data)) > self.max_line:
+                raise _line_too_long(self.lines_seen + 1, self.max_line)
             cut = data.rfind(b"\n") + 1
             if not cut:  # a line longer than a block: read on
                 rest = data
                 continue
             rest = data[cut:]
+            self._check_row(handed_out)
+            self.block_starts.append((self.lines_seen + 1, handed_out))
+            handed_out += cut
             yield self._decode(data[:cut])
         if rest:
+            self._check_row(handed_out)
             yield self._decode(rest)
+
+    def _check_row(self, handed_out: int) -> None:
+        """Asked for the next block, the reader has read every line before it: the row it is
+        in began on `row_start` and covers every block handed out after the one it began in."""
+        starts = self.block_starts
+        while len(starts) > 1 and starts[1][0] <= self.row_start:
+            starts.popleft()
+        if len(starts) > 1 and handed_out - starts[1][1] > self.max_line:
+            raise FileRejected(
+                f"The row that begins on line {self.row_start:,} runs on for more than "
+                f'{size_in_words(self.max_line)}: is a closing quote (") missing?'
+            )
 
     def _decode(self, block: bytes) -> Iterator[str]:
         first = self.lines_seen + 1
@@ -240,9 +284,21 @@ class CsvFile:
     reader: Any  # a csv reader over the lines after the header
 
 
+def check_width(columns: int) -> None:
+    """Refuse a file with more columns than IMPORT_MAX_COLUMNS, saying both numbers."""
+    if columns > settings.IMPORT_MAX_COLUMNS:
+        raise FileRejected(
+            f"This file has {columns:,} columns; at most {settings.IMPORT_MAX_COLUMNS:,} are "
+            "supported."
+        )
+
+
 def open_csv(stream: IO[bytes]) -> CsvFile:
-    """Open a CSV byte stream: its encoding, delimiter and header; FileRejected if it has none."""
+    """Open a CSV byte stream: its encoding, delimiter and header; FileRejected if it has none,
+    or if it is wider or its lines longer than the limits."""
     source = Source(stream)
+    # No value can be longer than the line or row it is in; process-wide, as the csv module is.
+    csv.field_size_limit(source.max_line)
     first = next(source.lines, "")
     if not first.strip():
         raise FileRejected("The file has no header line: the first line is empty.")
@@ -255,6 +311,7 @@ def open_csv(stream: IO[bytes]) -> CsvFile:
         raise FileRejected(
             f"The header line is not valid CSV: {_csv_message(error, 1, 1)}."
         ) from None
+    check_width(len(header))
     header = [name.strip() for name in header]
     if not any(header):
         raise FileRejected("The header line has no column names.")
@@ -266,8 +323,9 @@ def records(csv_file: CsvFile) -> Iterator[tuple[int, list[str] | None, str]]:
     """(line number where the row starts, its values or None, what is wrong with its bytes or its
     CSV) for every row; blank lines are skipped."""
     reader = csv_file.reader
-    bad_lines = csv_file.source.bad_lines
-    line = 2
+    source = csv_file.source
+    bad_lines = source.bad_lines
+    line = source.row_start = 2
     while True:
         try:
             values = next(reader)
@@ -276,7 +334,7 @@ def records(csv_file: CsvFile) -> Iterator[tuple[int, list[str] | None, str]]:
         except csv.Error as error:
             last = reader.line_num + 1
             yield line, None, _csv_message(error, line, last)
-            line = last + 1
+            line = source.row_start = last + 1
             continue
         last = reader.line_num + 1
         if values and values != [""]:
@@ -284,7 +342,7 @@ def records(csv_file: CsvFile) -> Iterator[tuple[int, list[str] | None, str]]:
             if bad_lines:
                 problem = next((bad_lines[n] for n in range(line, last + 1) if n in bad_lines), "")
             yield line, values, problem
-        line = last + 1
+        line = source.row_start = last + 1
 
 
 def suggest_mapping(header: list[str], overrides: dict[str, str] | None = None) -> dict[str, str]:
@@ -307,13 +365,22 @@ def suggest_mapping(header: list[str], overrides: dict[str, str] | None = None) 
 def preview_file(
     path: Path | str, overrides: dict[str, str] | None = None, rows: int = 10
 ) -> Preview:
+    """The header and first rows, for the user to check the columns. Runs in a web request, so
+    it reads only the file's first IMPORT_PREVIEW_MAX_BYTES (a whole line at least)."""
+    limit = max(settings.IMPORT_PREVIEW_MAX_BYTES, settings.IMPORT_MAX_LINE_BYTES + 1)
     with open(path, "rb") as stream:
-        csv_file = open_csv(stream)
-        sample = [
-            values
-            for _, values, _ in itertools.islice(records(csv_file), rows)
-            if values is not None
-        ]
+        head = stream.read(limit)
+        cut_short = bool(stream.read(1))
+    if cut_short:  # whole lines only; a head with no line end is refused as too long a line
+        end = head.rfind(b"\n") + 1 or head.rfind(b"\r") + 1
+        head = head[:end] if end else head
+    csv_file = open_csv(io.BytesIO(head))
+    sample = [
+        # A row wider than the header shows what fits under it (the import says what is wrong).
+        values[: len(csv_file.header)]
+        for _, values, _ in itertools.islice(records(csv_file), rows)
+        if values is not None
+    ]
     header = csv_file.header
     return Preview(
         csv_file.source.encoding,
@@ -575,11 +642,33 @@ def _row_errors(line: int, values: list[str] | None, problem: str, cols: Columns
 # Writing rows
 
 
+# Where a reader may start a cell: the cell's own start, or after a delimiter some reader may
+# split on (comma, semicolon, tab, pipe) or a line break, whatever quoting we wrote. A formula
+# character there, after any spaces or quotes a reader may drop, gets a ' before it.
+# (The spaces skipped exclude the delimiters, and are never given back: linear time on any cell.)
+FORMULA_START = re.compile(r"(^|[,;\t|\r\n])((?:[^\S\t\r\n]|\")*+)(?=[=+\-@])")
+
+
 def neutralise(cell: str) -> str:
-    """A cell a spreadsheet would run as a formula is written back with a leading quote."""
-    if cell and cell[0] in "=+-@\t\r":
-        return "'" + cell
-    return cell
+    """A cell no spreadsheet runs as a formula, however it splits the line: a ' goes before every
+    =, +, - or @ that could begin a cell, and before a leading tab or carriage return."""
+    cell = FORMULA_START.sub(r"\1\2'", cell)
+    return "'" + cell if cell[:1] in ("\t", "\r") else cell
+
+
+class CsvWriter:
+    """The one way the app writes CSV: every cell quoted and neutralised (OWASP's CSV injection
+    advice), so that a cell read with any delimiter is text."""
+
+    def __init__(self, text: IO[str]) -> None:
+        self.writer = csv.writer(text, quoting=csv.QUOTE_ALL)
+
+    def writerow(self, row: Iterable[object]) -> None:
+        self.writer.writerow([neutralise(str(cell)) for cell in row])
+
+    def writerows(self, rows: Iterable[Iterable[object]]) -> None:
+        for row in rows:
+            self.writerow(row)
 
 
 class RejectedRows:
@@ -589,13 +678,13 @@ class RejectedRows:
     def __init__(self, header: list[str]) -> None:
         self.raw = tempfile.TemporaryFile()
         self.text = io.TextIOWrapper(self.raw, encoding="utf-8", newline="")
-        self.writer = csv.writer(self.text)
-        self.writer.writerow(["line", "errors", *(neutralise(h) for h in header)])
+        self.writer = CsvWriter(self.text)
+        self.writer.writerow(["line", "errors", *header])
         self.count = 0
 
     def add(self, line: int, values: list[str] | None, errors: list[RowError]) -> None:
         reasons = "; ".join(f"{e.column}: {e.reason}" if e.column else e.reason for e in errors)
-        self.writer.writerow([line, neutralise(reasons), *(neutralise(v) for v in values or [])])
+        self.writer.writerow([line, reasons, *(values or [])])
         self.count += 1
 
     def save_to(self, record: Import) -> None:
@@ -775,9 +864,19 @@ def progress_key(import_id: int) -> str:
     return f"import-progress:{import_id}"
 
 
+def cached_progress(import_id: int) -> dict[str, Any]:
+    """What the worker last said of its progress; nothing when the cache cannot be read (Redis
+    down): the import's page then shows what the database knows, never an error."""
+    try:
+        return cache.get(progress_key(import_id)) or {}
+    except Exception as error:
+        log.warning("import %s: progress unreadable: %s", import_id, error)
+        return {}
+
+
 def read_progress(record: Import) -> dict[str, Any]:
     """Rows read, rows per second and time left, for the progress bar."""
-    data = cache.get(progress_key(record.pk)) or {}
+    data = cached_progress(record.pk)
     rows = data.get("rows", record.rows_read)
     done = data.get("bytes", 0)
     total = record.size_bytes or 1
@@ -825,7 +924,7 @@ def _claim(import_id: int) -> Import | None:
     claimable = Import.objects.filter(pk=import_id, status__in=["pending", "failed"])
     if not claimable.update(status="running", started_at=now, heartbeat_at=now, message=""):
         stale = now - dt.timedelta(seconds=STALE_AFTER_SECONDS)
-        heartbeat = (cache.get(progress_key(import_id)) or {}).get("at", 0)
+        heartbeat = cached_progress(import_id).get("at", 0)
         if heartbeat and heartbeat > stale.timestamp():
             return None
         running = Import.objects.filter(pk=import_id, status="running", heartbeat_at__lt=stale)
@@ -839,7 +938,7 @@ def mark_stalled_imports() -> int:
     stale = timezone.now() - dt.timedelta(seconds=STALE_AFTER_SECONDS)
     stalled = 0
     for record in Import.objects.filter(status="running", heartbeat_at__lt=stale):
-        heartbeat = (cache.get(progress_key(record.pk)) or {}).get("at", 0)
+        heartbeat = cached_progress(record.pk).get("at", 0)
         if heartbeat > stale.timestamp():
             continue
         stalled += Import.objects.filter(pk=record.pk, status="running").update(
@@ -935,7 +1034,8 @@ def _finish(record: Import, status: str, result: ImportResult, message: str) -> 
     record.errors = [e.as_dict() for e in result.errors[:MAX_ERRORS_SHOWN]]
     record.finished_at = timezone.now()
     record.save()
-    cache.delete(progress_key(record.pk))
+    with contextlib.suppress(Exception):  # it expires by itself
+        cache.delete(progress_key(record.pk))
     return record
 
 

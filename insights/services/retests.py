@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, OperationalError, transaction
+from django.db import DatabaseError, OperationalError, connections, transaction
+from django.db.models import Q
 from django.utils import timezone as dj_timezone
 
 from planning.live import plan_changed
@@ -193,6 +196,15 @@ def run_as_json(run: AssumptionRun) -> dict[str, Any]:
 # --- whole-plan re-tests, on demand and on schedule ---------------------------------------------
 
 
+ACTIVE = (PlanRetest.Status.PENDING, PlanRetest.Status.RUNNING)
+# A running re-test's worker writes its heartbeat every HEARTBEAT_SECONDS; one silent for
+# STALE_AFTER_SECONDS has died, and the next beat (every minute) hands its re-test on.
+HEARTBEAT_SECONDS = 10
+STALE_AFTER_SECONDS = 45
+# A re-test still waiting this long after it was asked for lost its message on the way.
+UNSENT_AFTER_SECONDS = 120
+
+
 def start_plan_retest(plan: Plan, *, trigger: str = "manual", user: Any = None) -> PlanRetest:
     """Record a plan re-test to run; the caller enqueues `tasks.run_plan_retest` on commit."""
     return PlanRetest.objects.create(
@@ -202,6 +214,17 @@ def start_plan_retest(plan: Plan, *, trigger: str = "manual", user: Any = None) 
     )
 
 
+def request_plan_retest(plan: Plan, *, user: Any = None) -> tuple[PlanRetest, bool]:
+    """A person's "Re-test now": a new re-test, and True; or, when one is already waiting or
+    running, that one and False (twenty clicks make one re-test, not twenty)."""
+    with transaction.atomic():
+        Plan.objects.select_for_update().filter(pk=plan.pk).first()  # one request at a time
+        active = PlanRetest.objects.filter(plan=plan, status__in=ACTIVE).order_by("-id").first()
+        if active is not None:
+            return active, False
+        return start_plan_retest(plan, user=user), True
+
+
 def run_plan_retest(retest_id: int) -> PlanRetest | None:
     """Carry out a recorded plan re-test. Safe to run twice: only one run claims it.
 
@@ -209,14 +232,16 @@ def run_plan_retest(retest_id: int) -> PlanRetest | None:
     carries on where this run stopped, as of the same moment, without testing an assumption
     twice; any other error marks the re-test failed, so its page stops waiting for it.
     """
+    now = dj_timezone.now()
     claimed = PlanRetest.objects.filter(pk=retest_id, status=PlanRetest.Status.PENDING).update(
-        status=PlanRetest.Status.RUNNING, started_at=dj_timezone.now()
+        status=PlanRetest.Status.RUNNING, started_at=now, heartbeat_at=now
     )
     if not claimed:
         return None
     retest = PlanRetest.objects.select_related("plan", "requested_by").get(pk=retest_id)
     try:
-        _run_remaining(retest)
+        with heartbeat(retest_id):
+            _run_remaining(retest)
     except OperationalError:
         PlanRetest.objects.filter(pk=retest_id).update(status=PlanRetest.Status.PENDING)
         raise
@@ -241,20 +266,53 @@ def _run_remaining(retest: PlanRetest) -> None:
         )
 
 
+@contextlib.contextmanager
+def heartbeat(retest_id: int) -> Iterator[None]:
+    """While the block runs, a thread writes the re-test's heartbeat every HEARTBEAT_SECONDS,
+    also while one long metric runs: a re-test goes stale only when its worker is gone."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                PlanRetest.objects.filter(pk=retest_id, status=PlanRetest.Status.RUNNING).update(
+                    heartbeat_at=dj_timezone.now()
+                )
+        except DatabaseError:
+            log.warning("re-test %s: could not write its heartbeat", retest_id, exc_info=True)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=beat, name=f"retest-{retest_id}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def recover_stalled_retests(now: dt.datetime | None = None) -> list[int]:
-    """Re-tests left "running" by a worker that died: past the task's hard time limit no run
-    is alive, so they go back to pending, and a new run carries on where the dead one stopped."""
+    """Re-tests to (re)send to a worker: those left "running" by a worker that died (no
+    heartbeat for STALE_AFTER_SECONDS) go back to pending, and a new run carries on where the
+    dead one stopped; and those whose message never reached a worker. Running one twice is
+    safe: only one run claims it."""
     now = now or dj_timezone.now()
-    limit = now - dt.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    stale = now - dt.timedelta(seconds=STALE_AFTER_SECONDS)
     stalled = list(
-        PlanRetest.objects.filter(
-            status=PlanRetest.Status.RUNNING, started_at__lt=limit
-        ).values_list("pk", flat=True)
+        PlanRetest.objects.filter(status=PlanRetest.Status.RUNNING)
+        .filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at=None, started_at__lt=stale))
+        .values_list("pk", flat=True)
     )
     PlanRetest.objects.filter(pk__in=stalled, status=PlanRetest.Status.RUNNING).update(
         status=PlanRetest.Status.PENDING
     )
-    return stalled
+    unsent = PlanRetest.objects.filter(
+        status=PlanRetest.Status.PENDING,
+        started_at=None,
+        created_at__lt=now - dt.timedelta(seconds=UNSENT_AFTER_SECONDS),
+    ).exclude(pk__in=stalled)
+    return stalled + list(unsent.values_list("pk", flat=True))
 
 
 def dispatch_due_retests(now: dt.datetime | None = None) -> list[PlanRetest]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import re
@@ -10,8 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
@@ -26,6 +28,7 @@ from planning.models import (
     Metric,
     Role,
     clean_metric_params,
+    one_line_problem,
     validate_timezone,
 )
 
@@ -81,33 +84,106 @@ class PlanFileError(Exception):
         super().__init__("\n".join(self.errors))
 
 
-def load_plan_file(path_or_text: str | bytes | Path) -> dict[str, Any]:
-    """Parse a plan file given as a path or as its JSON text; PlanFileError says what is wrong."""
-    raw: str | bytes
-    if isinstance(path_or_text, Path) or (isinstance(path_or_text, str) and _is_file(path_or_text)):
-        try:
-            raw = Path(path_or_text).read_bytes()
-        except OSError as error:
-            raise PlanFileError([f"cannot read {path_or_text}: {error.strerror}"]) from None
-    else:
-        raw = path_or_text
+def load_plan_file(source: str | bytes | Path | IO[Any]) -> dict[str, Any]:
+    """Parse a plan file given as a path, an open file or its JSON text; PlanFileError says
+    what is wrong. Its size and depth are checked before it is parsed: a file is read whole,
+    in the web request too."""
+    raw = _read_bounded(source)
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8-sig")
         except UnicodeDecodeError as error:
             raise PlanFileError([f"the file is not UTF-8 text (byte {error.start})"]) from None
     raw = raw.removeprefix("\ufeff")
+    _check_depth(raw)
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        data = json.loads(
+            raw, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
+        )
     except json.JSONDecodeError as error:
         raise PlanFileError(
             [f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"]
         ) from None
     except _NotJSON as error:
         raise PlanFileError([f"invalid JSON: {error}"]) from None
+    except _TooLong as error:
+        raise PlanFileError([str(error)]) from None
+    except RecursionError:  # only with PLANFILE_MAX_DEPTH set beyond what Python can nest
+        raise PlanFileError(["This plan file nests lists and objects too deep to read."]) from None
     if not isinstance(data, dict):
         raise PlanFileError([f"the top level must be an object {{…}}, not {_kind(data)}"])
     return data
+
+
+def _read_bounded(source: str | bytes | Path | IO[Any]) -> str | bytes:
+    """The file's content, never more than PLANFILE_MAX_BYTES of it read into memory."""
+    limit = settings.PLANFILE_MAX_BYTES
+    if isinstance(source, bytes):
+        check_plan_file_size(len(source))
+        return source
+    if isinstance(source, str) and not _is_file(source):
+        # Text is never shorter in UTF-8 than in characters: the cheap test first.
+        check_plan_file_size(len(source) if len(source) > limit else len(source.encode()))
+        return source
+    if isinstance(source, str | Path):
+        path = Path(source)
+        try:
+            check_plan_file_size(path.stat().st_size)
+            with path.open("rb") as file:
+                content: str | bytes = file.read(limit + 1)
+        except OSError as error:
+            raise PlanFileError([f"cannot read {source}: {error.strerror}"]) from None
+    else:
+        content = source.read(limit + 1)
+    if len(content) > limit:  # a file that grew, a pipe, standard input
+        raise PlanFileError(
+            [f"This plan file is more than {_amount(limit)}; at most {_amount(limit)} are allowed."]
+        )
+    if isinstance(content, str):  # a text stream reads characters; the limit counts bytes
+        check_plan_file_size(len(content.encode()))
+    return content
+
+
+def check_plan_file_size(size: int) -> None:
+    """Refuse a plan file of more than PLANFILE_MAX_BYTES, naming both sizes."""
+    limit = settings.PLANFILE_MAX_BYTES
+    if size > limit:
+        raise PlanFileError(
+            [f"This plan file is {_amount(size, up=True)}; at most {_amount(limit)} are allowed."]
+        )
+
+
+def _amount(size: int, *, up: bool = False) -> str:
+    """A size in words; a file's size is rounded up, so that one byte too many never reads as
+    the limit itself."""
+    if size < 1024:
+        return f"{size:,} bytes"
+    unit, name = (1024, "KB") if size < 1024**2 else (1024**2, "MB")
+    tenths = (math.ceil if up else math.floor)(size * 10 / unit) / 10
+    return f"{tenths:,.1f}".removesuffix(".0") + f" {name}"
+
+
+# A JSON string, quotes and escapes included: what the depth count skips.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _check_depth(text: str) -> None:
+    """Refuse nesting deeper than PLANFILE_MAX_DEPTH before parsing: Python's parser recurses
+    once per level and fails past about a thousand. A plan file needs 7 levels."""
+    limit = settings.PLANFILE_MAX_DEPTH
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    if len(brackets) <= limit:
+        return
+    depth = max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets)))
+    if depth > limit:
+        raise PlanFileError(
+            [
+                f"This plan file nests lists and objects {depth:,} levels deep; "
+                f"at most {limit:,} levels are allowed."
+            ]
+        )
 
 
 def _is_file(value: str) -> bool:
@@ -124,6 +200,36 @@ class _NotJSON(ValueError):
 def _reject_constant(name: str) -> Any:
     # Python's json accepts NaN and Infinity, which JSON itself does not.
     raise _NotJSON(f"{name} is not a JSON value")
+
+
+class _TooLong(ValueError):
+    pass
+
+
+# Far more than any number a plan holds (an amount, a threshold, a day count); Python itself
+# refuses to read whole numbers of more than 4,300 digits, with an error instead of a message.
+MAX_NUMBER_CHARS = 100
+
+
+def _check_number(text: str) -> None:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _TooLong(
+            f"The number {text[:20]}… in this plan file is {len(text):,} characters long; "
+            f"at most {MAX_NUMBER_CHARS} are allowed."
+        )
+
+
+def _parse_int(text: str) -> int:
+    _check_number(text)
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    _check_number(text)
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: a float cannot hold it
+        raise _TooLong(f"The number {text} in this plan file is too large.")
+    return value
 
 
 def _kind(value: Any) -> str:
@@ -237,13 +343,24 @@ class _Object:
         """The value, or None when the key is omitted or null: both mean “the default”."""
         return self.data.get(key)
 
-    def text(self, key: str, *, max_length: int | None = None, required: bool = False) -> str:
+    def text(
+        self,
+        key: str,
+        *,
+        max_length: int | None = None,
+        required: bool = False,
+        one_line: bool = False,
+    ) -> str:
         value = self.get(key)
         if value is None:
             if required:
                 self.error(key, "is missing")
             return ""
-        return _check_text(value, self.at(key), self.errors, max_length, required) or ""
+        checked = _check_text(value, self.at(key), self.errors, max_length, required)
+        if checked and one_line and (problem := one_line_problem(checked)):
+            self.error(key, problem)
+            return ""
+        return checked or ""
 
     def enum(self, key: str, values: list[str], noun: str, default: str) -> str:
         value = self.get(key)
@@ -318,7 +435,7 @@ def _unique(value: str, key: str, path: str, seen: dict[str, str], errors: list[
 def _read_plan(data: Any, errors: list[str]) -> PlanSpec:
     top = _Object(data, "", PLAN_KEYS, errors)
     spec = PlanSpec(
-        name=top.text("name", max_length=200, required=True),
+        name=top.text("name", max_length=200, required=True, one_line=True),
         slug=top.text("slug", max_length=80, required=True),
         description=top.text("description"),
     )
@@ -465,7 +582,7 @@ def _owner(obj: _Object, members: set[str]) -> str | None:
 
 def _read_choice(obj: _Object, stages: dict[str, str], members: set[str]) -> ChoiceSpec:
     choice = ChoiceSpec(
-        title=obj.text("title", max_length=200, required=True),
+        title=obj.text("title", max_length=200, required=True, one_line=True),
         stages=_stage_list(obj, stages),
         status=obj.enum("status", ChoiceStatus.values, "status", ChoiceStatus.PROPOSED),
         horizon=obj.enum("horizon", Horizon.values, "horizon", Horizon.NOW),
@@ -565,7 +682,7 @@ def _read_initiative(obj: _Object, stages: dict[str, str], titles: set[str]) -> 
         elif _unique(title, title, path, seen, obj.errors):
             choices.append(title)
     return InitiativeSpec(
-        title=obj.text("title", max_length=200, required=True),
+        title=obj.text("title", max_length=200, required=True, one_line=True),
         stages=_stage_list(obj, stages),
         choices=choices,
         cost_estimate=_read_cost(obj),
@@ -600,11 +717,64 @@ def _find_users(members: list[MemberSpec], errors: list[str]) -> dict[str, Any]:
     return users
 
 
+def _count(value: Any) -> int:
+    return len(value) if isinstance(value, list | dict) else 0
+
+
+def _check_counts(data: dict[str, Any]) -> None:
+    """Refuse a plan larger than the limits before reading it item by item: thousands of
+    choices would each be checked, written and then drawn on one board."""
+    written = data.get("choices")
+    choices: list[Any] = written if isinstance(written, list) else []
+    assumptions = sum(_count(c.get("assumptions")) for c in choices if isinstance(c, dict))
+    counts = [
+        ("stages", _count(data.get("stages")), settings.PLANFILE_MAX_STAGES),
+        ("event types", _count(data.get("event_map")), settings.PLANFILE_MAX_EVENT_TYPES),
+        ("members", _count(data.get("members")), settings.PLANFILE_MAX_MEMBERS),
+        ("choices", len(choices), settings.PLANFILE_MAX_CHOICES),
+        ("assumptions", assumptions, settings.PLANFILE_MAX_ASSUMPTIONS),
+        ("BT initiatives", _count(data.get("bt_initiatives")), settings.PLANFILE_MAX_INITIATIVES),
+    ]
+    errors = [
+        f"This plan file has {count:,} {noun}; at most {limit:,} are allowed."
+        for noun, count, limit in counts
+        if count > limit
+    ]
+    if errors:
+        raise PlanFileError(errors)
+
+
+NUL_REFUSED = "holds a character we cannot store (a NUL byte, written \\u0000)"
+
+
+def _nul_errors(value: Any, path: str) -> list[str]:
+    """Where the file holds a NUL character: PostgreSQL text cannot store one, and the file's
+    JSON can carry it anywhere, as \\u0000."""
+    if isinstance(value, str):
+        return [f"{path}: {NUL_REFUSED}"] if "\x00" in value else []
+    if isinstance(value, list):
+        return [e for i, item in enumerate(value) for e in _nul_errors(item, f"{path}[{i}]")]
+    if not isinstance(value, dict):
+        return []
+    errors: list[str] = []
+    for key, item in value.items():
+        where = f"{path}.{key}" if path else str(key)
+        if "\x00" in str(key):
+            shown = where.replace("\x00", "\\u0000")
+            errors.append(f"{shown}: {NUL_REFUSED}")
+        else:
+            errors += _nul_errors(item, where)
+    return errors
+
+
 def read_plan(data: Any) -> tuple[PlanSpec, dict[str, Any]]:
     """The file checked completely, with the members' users; PlanFileError lists every problem."""
     errors: list[str] = []
     if not isinstance(data, dict):
         raise PlanFileError([f"the top level must be an object {{…}}, not {_kind(data)}"])
+    _check_counts(data)
+    if nul := _nul_errors(data, ""):
+        raise PlanFileError(nul)
     spec = _read_plan(data, errors)
     users = _find_users(spec.members, errors)
     if errors:

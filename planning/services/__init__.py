@@ -1,6 +1,6 @@
-"""Workflows across the planning models, in three modules: `plans` (access, new plans, the
-activity record), `editing` (versioned saves, conflicts, revert) and `people` (members,
-comments). Services never see `request`."""
+"""Workflows across the planning models, in four modules: `plans` (access, new plans, the
+activity record), `editing` (versioned saves, conflicts, revert), `people` (members,
+comments) and `invitations` (how people join). Services never see `request`."""
 
 from .editing import (
     EDITABLE,
@@ -20,7 +20,6 @@ from .editing import (
 from .people import (
     MemberError,
     add_comment,
-    add_member,
     change_member,
     mentioned_members,
     remove_member,
@@ -46,7 +45,6 @@ __all__ = [
     "RevertError",
     "User",
     "add_comment",
-    "add_member",
     "add_stages",
     "change_member",
     "changed_fields",

@@ -14,6 +14,10 @@ from django.db.models import F
 from lifecycle.models import Stage
 
 from ..models import (
+    DUPLICATE_CHOICE_TITLE,
+    DUPLICATE_INITIATIVE_TITLE,
+    DUPLICATE_STAGE_NAME,
+    DUPLICATE_STATEMENT,
     Activity,
     Assumption,
     BTInitiative,
@@ -77,7 +81,7 @@ def _apply(item: models.Model, values: dict[str, Any]) -> None:
             setattr(item, name, value)
     item.full_clean(exclude=["plan", "choice"], validate_unique=False, validate_constraints=False)
     item.version = F("version") + 1  # type: ignore[attr-defined]
-    item.save()
+    _save_unique(item)
     item.refresh_from_db()
     for name, ids in many.items():
         getattr(item, name).set(ids)
@@ -197,7 +201,7 @@ def _create(
         item.full_clean(
             exclude=["plan", "choice"], validate_unique=False, validate_constraints=False
         )
-        item.save()
+        _save_unique(item)
         for name in MANY & set(values):
             getattr(item, name).set(values[name])
         entry = record_activity(
@@ -210,6 +214,38 @@ def _create(
             after=snapshot(item),
         )
     return item, entry
+
+
+# Each kind's name that is unique among its siblings, and what its form says of a duplicate.
+UNIQUE_NAME: dict[str, tuple[str, str]] = {
+    "choice": ("title", DUPLICATE_CHOICE_TITLE),
+    "assumption": ("statement", DUPLICATE_STATEMENT),
+    "initiative": ("title", DUPLICATE_INITIATIVE_TITLE),
+    "stage": ("name", DUPLICATE_STAGE_NAME),
+}
+
+
+class NameTaken(ValidationError):
+    """Another item has this name now: a member took it after this one's form checked it."""
+
+
+def _save_unique(item: models.Model) -> None:
+    """Save the item. The form checked that its name is free, but another member may have taken
+    it since: then the database's unique constraint refuses the row, and the member hears what
+    the form would have said, not a server error."""
+    try:
+        with transaction.atomic():  # a savepoint: the transaction goes on after the refusal
+            item.save()
+    except IntegrityError:
+        kind = kind_of(item)
+        field, message = UNIQUE_NAME[kind]
+        parent = "choice_id" if kind == "assumption" else "plan_id"
+        # Stage names are unique whatever their case.
+        lookup = f"{field}__iexact" if kind == "stage" else field
+        siblings = {parent: getattr(item, parent), lookup: getattr(item, field)}
+        if MODELS[kind]._default_manager.filter(**siblings).exclude(pk=item.pk).exists():
+            raise NameTaken({field: message}) from None
+        raise
 
 
 def _siblings(kind: str, plan: Plan, parent: dict[str, Any]):
@@ -299,7 +335,7 @@ def revert_activity(activity: Activity, actor: User) -> Activity:
             entry.reverts = activity
             Activity.objects.filter(pk=entry.pk).update(reverts=activity)
             return entry
-    except IntegrityError:
+    except (IntegrityError, NameTaken):
         raise RevertError(
             "Another item of this plan has the same name now; rename one of them first."
         ) from None

@@ -1,14 +1,15 @@
-"""People in a plan: members, comments and @mentions."""
+"""People in a plan: members, comments and @mentions. People join through invitations
+(services/invitations.py)."""
 
 from __future__ import annotations
 
 import re
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import models, transaction
 
 from .. import tasks
+from ..jobs import enqueue
 from ..models import (
     Comment,
     Membership,
@@ -50,7 +51,7 @@ def add_comment(plan: Plan, actor: User, target: models.Model, body: str) -> Com
         )
         for member in mentioned_members(plan, body):
             if member.user_id != actor.pk and member.user.email:
-                tasks.send_mention.delay_on_commit(comment.pk, member.pk)
+                enqueue(tasks.send_mention, comment.pk, member.pk)
     return comment
 
 
@@ -62,64 +63,8 @@ class MemberError(Exception):
 
 
 @transaction.atomic
-def add_member(
-    plan: Plan,
-    actor: User,
-    person: str,
-    role: str,
-    business_unit: str = "",
-    *,
-    first_name: str = "",
-    last_name: str = "",
-) -> tuple[Membership, bool]:
-    """Add someone by user name or e-mail; an unknown e-mail gets an account (invited: True)."""
-    person = person.strip()
-    UserModel = get_user_model()
-    user = (
-        UserModel.objects.filter(email__iexact=person).first()
-        if "@" in person
-        else UserModel.objects.filter(username__iexact=person).first()
-    )
-    invited = False
-    if user is None:
-        if "@" not in person:
-            raise MemberError(
-                f"No one has the user name “{person}”; use their e-mail to invite them."
-            )
-        username = _free_username(person.split("@")[0])
-        user = UserModel.objects.create_user(
-            username=username, email=person, first_name=first_name, last_name=last_name
-        )
-        invited = True
-    if Membership.objects.filter(plan=plan, user=user).exists():
-        raise MemberError(f"{user.get_full_name() or user.get_username()} is a member already.")
-    membership = Membership.objects.create(
-        plan=plan, user=user, role=role, business_unit=business_unit
-    )
-    record_activity(
-        plan,
-        actor,
-        "created",
-        "member",
-        item_id=membership.pk,
-        item_label=str(membership),
-        after={"role": role, "business_unit": business_unit},
-    )
-    return membership, invited
-
-
-def _free_username(base: str) -> str:
-    base = re.sub(r"[^\w.+-]", "", base)[:140] or "member"
-    UserModel = get_user_model()
-    name, n = base, 1
-    while UserModel.objects.filter(username__iexact=name).exists():
-        n += 1
-        name = f"{base}{n}"
-    return name
-
-
-@transaction.atomic
 def change_member(membership: Membership, actor: User, role: str, business_unit: str) -> None:
+    membership = _locked(membership)
     before = {"role": membership.role, "business_unit": membership.business_unit}
     _keep_a_facilitator(membership, role)
     membership.role, membership.business_unit = role, business_unit
@@ -138,6 +83,7 @@ def change_member(membership: Membership, actor: User, role: str, business_unit:
 
 @transaction.atomic
 def remove_member(membership: Membership, actor: User) -> None:
+    membership = _locked(membership)
     _keep_a_facilitator(membership, None)
     record_activity(
         membership.plan,
@@ -149,6 +95,21 @@ def remove_member(membership: Membership, actor: User) -> None:
         before={"role": membership.role, "business_unit": membership.business_unit},
     )
     membership.delete()
+
+
+def lock_plan_people(plan_id: int) -> None:
+    """Changes to who is in a plan take turns, in the caller's transaction: two facilitators
+    removing or demoting each other at once would each see the other still facilitating, and
+    leave the plan with none. The second one now waits, then reads what the first did."""
+    Plan.objects.select_for_update().values_list("pk", flat=True).get(pk=plan_id)
+
+
+def _locked(membership: Membership) -> Membership:
+    lock_plan_people(membership.plan_id)
+    current = Membership.objects.select_related("user", "plan").filter(pk=membership.pk).first()
+    if current is None:
+        raise MemberError(f"{membership.display_name} is no longer a member of this plan.")
+    return current
 
 
 def _keep_a_facilitator(membership: Membership, new_role: str | None) -> None:

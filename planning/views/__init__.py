@@ -1,5 +1,6 @@
-"""The planning pages, in three modules: `pages` (plan list, board, members, activity, settings,
-plan files), `editing` (items in place, conflicts, comments) and `live` (the event stream)."""
+"""The planning pages, in four modules: `pages` (plan list, board, activity, settings, plan
+files), `people` (members, invitations), `editing` (items in place, conflicts, comments) and
+`live` (the event stream)."""
 
 from .editing import comments, item_delete, item_edit, item_move, item_new, item_view
 from .live import events, presence
@@ -8,13 +9,12 @@ from .pages import (
     activity_revert,
     board,
     home,
-    member_change,
-    members,
     new_plan,
     plan_file,
     plan_list,
     plan_settings,
 )
+from .people import invitation, invitation_account, invitation_change, member_change, members
 
 __all__ = [
     "activity",
@@ -23,6 +23,9 @@ __all__ = [
     "comments",
     "events",
     "home",
+    "invitation",
+    "invitation_account",
+    "invitation_change",
     "item_delete",
     "item_edit",
     "item_move",

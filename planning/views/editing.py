@@ -7,8 +7,9 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import BadRequest
+from django.core.exceptions import BadRequest, ValidationError
 from django.db.models import Count
+from django.forms import BaseForm
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -173,12 +174,16 @@ def item_new(
     )
     if request.method == "POST" and form.is_valid():
         values = form.values()
-        item = create_item(
-            kind, plan, request.user, values, **({"choice_id": parent.pk} if parent else {})
-        )
-        if kind == "stage" and request.htmx:
-            return HttpResponseClientRefresh()  # a new column: the board is laid out again
-        return _render_item(request, plan, membership, item)
+        try:
+            item = create_item(
+                kind, plan, request.user, values, **({"choice_id": parent.pk} if parent else {})
+            )
+        except ValidationError as error:  # the title was taken since the form checked it
+            add_errors(form, error)
+        else:
+            if kind == "stage" and request.htmx:
+                return HttpResponseClientRefresh()  # a new column: the board is laid out again
+            return _render_item(request, plan, membership, item)
     context = _form_context(request, plan, membership, kind, form, parent=parent)
     status = 422 if form.errors else 200
     template = "planning/item_form.html" + ("#item_form" if request.htmx else "")
@@ -202,7 +207,15 @@ def item_edit(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpRe
     base, version = _posted_base(request)
     if request.POST.get("resolve") == "theirs":
         return _render_item(request, plan, membership, _item(plan, kind, pk))
-    if not form.is_valid():
+    result = None
+    if form.is_valid():
+        try:
+            result = save_item(
+                item, request.user, base_version=version, base=base, mine=form.values()
+            )
+        except ValidationError as error:  # the title was taken since the form checked it
+            add_errors(form, error)
+    if result is None:
         context = _form_context(request, plan, membership, kind, form, item=item, base=base)
         context["version"] = version
         return render(
@@ -211,7 +224,6 @@ def item_edit(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpRe
             context,
             status=422,
         )
-    result = save_item(item, request.user, base_version=version, base=base, mine=form.values())
     if isinstance(result, Conflict):
         # The form comes back with my changes over their current values: "Keep mine" saves
         # it as is, and fields only they changed keep their version.
@@ -235,6 +247,13 @@ def item_edit(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpRe
             status=409,
         )
     return _render_item(request, plan, membership, _item(plan, kind, pk))
+
+
+def add_errors(form: BaseForm, error: ValidationError) -> None:
+    """A service's refusal shown on the form, each message at its field where it has one."""
+    errors = error.message_dict if hasattr(error, "error_dict") else {None: error.messages}
+    for name, said in errors.items():
+        form.add_error(name if name in form.fields else None, said)
 
 
 def _posted_base(request: HtmxHttpRequest) -> tuple[dict, int]:

@@ -1,4 +1,4 @@
-"""Plan pages: the plan list, the board, members, activity, settings, plan files."""
+"""Plan pages: the plan list, the board, activity, settings, plan files."""
 
 from __future__ import annotations
 
@@ -12,11 +12,8 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .. import tasks
 from ..forms import (
     EmailPreferencesForm,
-    MemberForm,
-    MembershipForm,
     NewPlanForm,
     ScheduleForm,
 )
@@ -34,14 +31,10 @@ from ..models import (
 )
 from ..planfile import PlanFileError, export_plan, load_plan_file
 from ..services import (
-    MemberError,
     RevertError,
-    add_member,
-    change_member,
     get_plan_for_user,
     plans_for_user,
     record_activity,
-    remove_member,
     require_editor,
     require_facilitator,
     revert_activity,
@@ -148,80 +141,6 @@ def _board_choices(plan: Plan, filters: dict[str, str]):
     return choices
 
 
-@require_http_methods(["GET", "POST"])
-@login_required
-def members(request: HtmxHttpRequest, slug: str) -> HttpResponse:
-    """Who is in the plan; facilitators add, change and remove members."""
-    plan, membership = get_plan_for_user(request.user, slug)
-    form = MemberForm()
-    if request.method == "POST":
-        require_facilitator(membership)
-        form = MemberForm(request.POST)
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                added, invited = add_member(
-                    plan,
-                    request.user,
-                    data["person"],
-                    data["role"],
-                    data["business_unit"].strip(),
-                    first_name=data["first_name"],
-                    last_name=data["last_name"],
-                )
-            except MemberError as error:
-                form.add_error("person", str(error))
-            else:
-                if invited:
-                    name = request.user.get_full_name() or request.user.get_username()
-                    tasks.send_invitation.delay_on_commit(added.pk, name)
-                    messages.success(
-                        request,
-                        f"Invited {added.user.email}: they get an e-mail to choose a password.",
-                    )
-                else:
-                    messages.success(request, f"Added {added.display_name}.")
-                return redirect("planning:members", slug=plan.slug)
-    rows = plan.memberships.select_related("user").order_by(
-        "role", "user__last_name", "user__username"
-    )
-    return render(
-        request,
-        "planning/members.html",
-        {
-            "plan": plan,
-            "membership": membership,
-            "members": rows,
-            "form": form,
-            "roles": Role.choices,
-        },
-        status=400 if form.errors else 200,
-    )
-
-
-@require_POST
-@login_required
-def member_change(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
-    plan, membership = get_plan_for_user(request.user, slug)
-    require_facilitator(membership)
-    target = get_object_or_404(plan.memberships.select_related("user", "plan"), pk=pk)
-    form = MembershipForm(request.POST, instance=Membership.objects.get(pk=target.pk))
-    try:
-        if request.POST.get("remove"):
-            remove_member(target, request.user)
-            messages.success(request, f"Removed {target.display_name} from the plan.")
-        elif form.is_valid():
-            change_member(
-                target, request.user, form.cleaned_data["role"], form.cleaned_data["business_unit"]
-            )
-            messages.success(request, f"Saved {target.display_name}.")
-        else:
-            messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
-    except MemberError as error:
-        messages.error(request, str(error))
-    return redirect("planning:members", slug=plan.slug)
-
-
 @require_GET
 @login_required
 def activity(request: HtmxHttpRequest, slug: str) -> HttpResponse:
@@ -259,6 +178,8 @@ def activity(request: HtmxHttpRequest, slug: str) -> HttpResponse:
                 ("initiative", "Initiatives"),
                 ("stage", "Stages"),
                 ("comment", "Comments"),
+                ("member", "Members"),
+                ("invitation", "Invitations"),
                 ("plan", "Plan"),
                 ("schedule", "Schedule"),
             ],
@@ -273,6 +194,7 @@ FIELD_LABELS = {
     "stages": "Stages",
     "owner": "Owner",
     "business_unit": "Business unit",
+    "role": "Role",
     "horizon": "Horizon",
     "status": "Status",
     "rationale": "Rationale",
@@ -372,6 +294,14 @@ def plan_settings(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     )
 
 
+def _left_out_message(names: list[str]) -> str:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (
+        f"The file also names {shown}: people join a plan by accepting an invitation, so "
+        "invite them from the members page."
+    )
+
+
 @require_http_methods(["GET", "POST"])
 @login_required
 def new_plan(request: HtmxHttpRequest) -> HttpResponse:
@@ -382,8 +312,11 @@ def new_plan(request: HtmxHttpRequest) -> HttpResponse:
         if form.is_valid():
             upload = form.cleaned_data["plan_file"]
             try:
+                left_out: list[str] = []
                 if upload:
-                    plan = start_plan_from_file(request.user, load_plan_file(upload.read()))
+                    plan, left_out = start_plan_from_file(
+                        request.user, load_plan_file(upload.read())
+                    )
                 else:
                     plan = start_plan(
                         request.user, form.cleaned_data["name"], form.cleaned_data["slug"]
@@ -392,6 +325,8 @@ def new_plan(request: HtmxHttpRequest) -> HttpResponse:
                 file_errors = error.errors
             else:
                 messages.success(request, f"“{plan.name}” is ready.")
+                if left_out:
+                    messages.info(request, _left_out_message(left_out))
                 return redirect("planning:board", slug=plan.slug)
     return render(
         request,

@@ -7,12 +7,14 @@ import datetime as dt
 import io
 import itertools
 import json
+import re
 from collections import Counter
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db.models import Max, Min
+from django.test import Client
 
 from insights import demo
 from insights.models import Event, Import
@@ -142,7 +144,7 @@ def test_the_last_quarter_changes_customer_behaviour():
 
 @pytest.mark.django_db
 def test_load_demo_creates_users_plan_and_events():
-    result = demo.load_demo(customers=SMALL)
+    result = demo.load_demo(customers=SMALL, published_password=True)
 
     assert result.created
     plan = result.plan
@@ -170,6 +172,51 @@ def test_load_demo_creates_users_plan_and_events():
     )
     first = events.get(event_id="nw-000001")
     assert first.dedupe_key == Event.identity("nw-000001", {}, 0)
+
+
+@pytest.mark.django_db
+def test_without_debug_every_new_login_gets_a_random_password_printed_once(settings):
+    """A production site (DEBUG off) must not get an `admin` with the published password."""
+    settings.DEBUG = False
+    out = io.StringIO()
+
+    call_command("load_demo", "--customers", "1", stdout=out)
+
+    text = out.getvalue()
+    assert demo.DEMO_PASSWORD not in text
+    assert "DEBUG is off, so the published demo password is not used" in text
+    printed = dict(re.findall(r"^  (\w+) .*  (\S+)$", text, re.MULTILINE))
+    usernames = [username for username, *_ in demo.DEMO_USERS] + ["admin"]
+    assert list(printed) == usernames
+    assert len(set(printed.values())) == len(usernames)
+    for user in get_user_model().objects.filter(username__in=usernames):
+        assert not user.check_password(demo.DEMO_PASSWORD)
+        assert user.check_password(printed[user.username])
+    # The printed password signs the superuser in to the back-office.
+    client = Client()
+    response = client.post("/admin/login/", {"username": "admin", "password": printed["admin"]})
+    assert response.status_code == 302
+    assert client.get("/admin/").status_code == 200
+
+    again = io.StringIO()
+    call_command("load_demo", "--customers", "1", stdout=again)
+
+    assert not any(password in again.getvalue() for password in printed.values())
+    assert "Users that were already there keep the password they had." in again.getvalue()
+
+
+@pytest.mark.django_db
+def test_with_debug_on_the_demo_logins_use_the_published_password(settings):
+    settings.DEBUG = True
+    out = io.StringIO()
+
+    call_command("load_demo", "--customers", "1", stdout=out)
+
+    assert f"Demo logins, all with the password {demo.DEMO_PASSWORD}:" in out.getvalue()
+    # No password of its own on any line.
+    assert re.search(r"^  admin +Staff: the back-office at /admin/$", out.getvalue(), re.MULTILINE)
+    admin = get_user_model().objects.get(username="admin")
+    assert admin.is_superuser and admin.check_password(demo.DEMO_PASSWORD)
 
 
 @pytest.mark.django_db
@@ -295,8 +342,9 @@ def test_a_failed_reset_keeps_the_old_demo(monkeypatch, django_capture_on_commit
 
 @pytest.mark.django_db
 @pytest.mark.slow
-def test_load_demo_command_for_real():
+def test_load_demo_command_for_real(settings):
     """The real thing: 10,000 customers, 150,000 events. The slow test of this file (~20 s)."""
+    settings.DEBUG = True  # as `make run` loads it
     out = io.StringIO()
 
     call_command("load_demo", stdout=out)

@@ -77,7 +77,7 @@ def test_renamed_column_mapped_and_valid_rows_imported(
     assert "<td>4</td><td>occurred_at</td><td><code>2026-13-01</code></td>" in page
     assert "New event types:" in page
     rejected = cmo.client.get(reverse("insights:import_rejected", args=[plan.slug, record.pk]))
-    assert b"".join(rejected.streaming_content).decode().splitlines()[1].startswith("4,")
+    assert b"".join(rejected.streaming_content).decode().splitlines()[1].startswith('"4",')
 
 
 def test_all_or_nothing_imports_nothing(

@@ -58,6 +58,24 @@ def htmx(client, url):
 # --- happy paths ----------------------------------------------------------------------------------
 
 
+def test_twenty_clicks_of_retest_now_make_one_plan_retest(plan, seeded, cmo, cio):
+    """While a re-test of the plan waits or runs, another click joins it (and says so)."""
+    url = reverse("insights:plan_retest", args=[plan.slug])
+    first = cmo.client.post(url)
+    later = [(cio if i % 2 else cmo).client.post(url, follow=True) for i in range(19)]
+    retest = PlanRetest.objects.get()
+    assert first.headers["Location"] == reverse("insights:retest", args=[plan.slug, retest.pk])
+    assert {r.redirect_chain[-1][0] for r in later} == {first.headers["Location"]}
+    assert all(
+        "A re-test of this plan is already under way: here is its progress." in r.content.decode()
+        for r in later
+    )
+    retest.status = "done"
+    retest.save()
+    assert cmo.client.post(url).status_code == 302
+    assert PlanRetest.objects.count() == 2  # once it is done, a new one starts
+
+
 def test_retest_now_on_the_plan_runs_every_tested_assumption(
     plan, seeded, cmo, tasks_inline, django_capture_on_commit_callbacks
 ):

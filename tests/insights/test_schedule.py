@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import zoneinfo
 
 import pytest
 import time_machine
 from django.db import OperationalError, connection, connections
+from django.utils.timezone import now as dj_now
 
 from insights.models import AssumptionRun, PlanRetest
 from insights.services import retests
@@ -282,22 +284,53 @@ def test_a_bug_marks_the_retest_failed_so_its_page_stops_waiting(plan, monkeypat
     assert retest.status == "failed" and retest.finished_at is not None
 
 
-def test_a_retest_left_running_by_a_dead_worker_carries_on(plan, settings):
+def test_a_retest_whose_worker_went_silent_carries_on_within_a_minute(plan):
+    """A killed worker writes no more heartbeats: its re-test is handed on at the next beat
+    (every minute), not after the task's hour-long time limit. A long one that still beats
+    stays with its worker; one whose message never reached a worker is sent again."""
     from insights.models import PlanRetest
-    from insights.services.retests import recover_stalled_retests
+    from insights.services.retests import STALE_AFTER_SECONDS, recover_stalled_retests
 
-    settings.CELERY_TASK_TIME_LIMIT = 600
     now = utc(2026, 11, 2, 12, 0)
+    silent = dt.timedelta(seconds=STALE_AFTER_SECONDS + 1)
     dead = PlanRetest.objects.create(
-        plan=plan, status="running", started_at=now - dt.timedelta(hours=1)
+        plan=plan,
+        status="running",
+        started_at=now - dt.timedelta(minutes=2),
+        heartbeat_at=now - silent,
     )
     alive = PlanRetest.objects.create(
-        plan=plan, status="running", started_at=now - dt.timedelta(minutes=5)
+        plan=plan,
+        status="running",
+        started_at=now - dt.timedelta(hours=2),
+        heartbeat_at=now - dt.timedelta(seconds=5),
     )
-    assert recover_stalled_retests(now) == [dead.pk]
-    dead.refresh_from_db()
-    alive.refresh_from_db()
-    assert (dead.status, alive.status) == ("pending", "running")
+    with time_machine.travel(now - dt.timedelta(minutes=3), tick=False):
+        lost = PlanRetest.objects.create(plan=plan)
+    with time_machine.travel(now - dt.timedelta(seconds=30), tick=False):
+        just_asked = PlanRetest.objects.create(plan=plan)
+    assert recover_stalled_retests(now) == [dead.pk, lost.pk]
+    statuses = dict(PlanRetest.objects.values_list("pk", "status"))
+    assert statuses == {
+        dead.pk: "pending",
+        alive.pk: "running",
+        lost.pk: "pending",
+        just_asked.pk: "pending",
+    }
     assert run_plan_retest(dead.pk) is not None  # a new run claims it and finishes it
     dead.refresh_from_db()
     assert dead.status == "done"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_retest_beats_while_its_worker_works(plan, monkeypatch):
+    from insights.models import PlanRetest
+    from insights.services import retests
+
+    monkeypatch.setattr(retests, "HEARTBEAT_SECONDS", 0.05)
+    retest = PlanRetest.objects.create(plan=plan, status="running", started_at=dj_now())
+    with retests.heartbeat(retest.pk):
+        first = PlanRetest.objects.get(pk=retest.pk).heartbeat_at
+        time.sleep(0.3)
+        later = PlanRetest.objects.get(pk=retest.pk).heartbeat_at
+    assert later is not None and (first is None or later > first)

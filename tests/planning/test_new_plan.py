@@ -55,7 +55,8 @@ def test_a_bad_plan_file_lists_every_error_and_creates_nothing(outsider):
         "name": "X",
         "slug": "x",
         "colour": "red",
-        "members": [{"username": "ghost", "role": "cmo"}],
+        "event_map": {"visit": "ghost"},
+        "members": [{"username": "otto", "role": "cmo"}],
     }
     upload = SimpleUploadedFile("plan.json", json.dumps(bad).encode(), "application/json")
     response = outsider.client.post(reverse("planning:new_plan"), {"plan_file": upload})

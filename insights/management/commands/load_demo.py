@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Max, Min
 
@@ -33,20 +34,35 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["customers"] < 1:
             raise CommandError("--customers must be at least 1.")
-        result = load_demo(reset=options["reset"], customers=options["customers"])
+        # The demo password is published: only a development machine (DEBUG on) may use it.
+        published = settings.DEBUG
+        result = load_demo(
+            reset=options["reset"], customers=options["customers"], published_password=published
+        )
         self.stdout.write(self._summary(result))
         self.stdout.write("")
-        self.stdout.write(f"Demo logins, all with the password {DEMO_PASSWORD}:")
-        width = max(len(login.username) for login in result.logins)
-        name_width = max(len(login.name) for login in result.logins)
-        for login in result.logins:
+        if published:
+            self.stdout.write(f"Demo logins, all with the password {DEMO_PASSWORD}:")
+        else:
             self.stdout.write(
-                f"  {login.username:<{width}}  {login.name:<{name_width}}  {login.role}"
+                "Demo logins. DEBUG is off, so the published demo password is not used: each "
+                "new login got its own random password, shown here this once only."
             )
+        self._write_logins(result, with_passwords=not published)
         if not all(login.created for login in result.logins):
             self.stdout.write("Users that were already there keep the password they had.")
         self.stdout.write("")
         self.stdout.write(f"Open {DEMO_URL} (`make run` serves it).")
+
+    def _write_logins(self, result: DemoResult, with_passwords: bool) -> None:
+        width = max(len(login.username) for login in result.logins)
+        name_width = max(len(login.name) for login in result.logins)
+        role_width = max(len(login.role) for login in result.logins)
+        for login in result.logins:
+            line = f"  {login.username:<{width}}  {login.name:<{name_width}}  {login.role}"
+            if with_passwords and login.password:
+                line = f"{line:<{width + name_width + role_width + 6}}  {login.password}"
+            self.stdout.write(line)
 
     def _summary(self, result: DemoResult) -> str:
         plan = result.plan

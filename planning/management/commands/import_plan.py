@@ -24,7 +24,8 @@ class Command(BaseCommand):
         source = options["file"]
         try:
             if source == "-":
-                data = load_plan_file((options.get("stdin") or sys.stdin).read())
+                # The stream itself: only as much is read as a plan file may hold.
+                data = load_plan_file(options.get("stdin") or sys.stdin)
             else:
                 data = load_plan_file(Path(source))
             plan, created = import_plan(data)
