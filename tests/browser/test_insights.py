@@ -3,6 +3,9 @@ a real Celery worker, the history chart under the strict CSP, and an import from
 
 from __future__ import annotations
 
+import io
+from csv import reader as csv_rows
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -122,7 +125,8 @@ def test_an_import_with_a_renamed_column_and_a_bad_date(browsing, worker, plan, 
     )
     with a.expect_download() as download:
         status.get_by_role("link", name="Download the rejected rows (CSV)").click()
-    assert "k3,2026-02-30,purchase,8" in download.value.path().read_text()
+    rows = list(csv_rows(io.StringIO(download.value.path().read_text())))
+    assert rows[1][2:] == ["k3", "2026-02-30", "purchase", "8"]  # every cell quoted
 
     record = Import.objects.get()
     assert (record.status, record.rows_imported, record.rows_rejected) == ("succeeded", 4, 1)
