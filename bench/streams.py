@@ -81,7 +81,7 @@ def main() -> int:
         try:
             web.prepare(members=members)
             web.start()
-            figures = asyncio.run(_measure(web))
+            figures = asyncio.run(asyncio.wait_for(_measure(web), 600))
         finally:
             web.stop()
     f = figures

@@ -62,7 +62,10 @@ def private_postgres(max_connections: int = 20) -> Iterator[str]:
             ),
             check=True,
             capture_output=True,
+            timeout=120,
         )
+        # The server started by pg_ctl must not inherit a pipe of ours: a read of the pipe
+        # would wait for the server to end. Its output goes to its log file.
         subprocess.run(
             _as_postgres(
                 [
@@ -80,13 +83,19 @@ def private_postgres(max_connections: int = 20) -> Iterator[str]:
                 ]
             ),
             check=True,
-            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
         )
         yield f"postgres://postgres@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(
             _as_postgres([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
         )
         shutil.rmtree(home, ignore_errors=True)
 
