@@ -31,7 +31,12 @@ from .metrics import latest_event_at
 from .models import Event, Import, PlanRetest
 from .services.digests import membership_from_token
 from .services.imports import FileRejected, Preview, create_import, preview_file, read_progress
-from .services.retests import evaluate, request_plan_retest, tested_assumptions
+from .services.retests import (
+    evaluate,
+    request_assumption_retest,
+    request_plan_retest,
+    tested_assumptions,
+)
 
 
 @require_http_methods(["GET", "POST"])
@@ -290,8 +295,14 @@ def assumption_retest(request: HtmxHttpRequest, slug: str, pk: int) -> HttpRespo
     if not assumption.has_test:
         messages.error(request, "This assumption has no test to run; add one first.")
         return redirect("insights:assumption", slug=plan.slug, pk=assumption.pk)
-    since = timezone.now()
-    enqueue(tasks.retest_assumption, assumption.pk, user_id=request.user.pk)
+    with transaction.atomic():
+        since, created = request_assumption_retest(assumption)
+        if created:
+            enqueue(tasks.retest_assumption, assumption.pk, user_id=request.user.pk)
+    if not created:
+        messages.info(
+            request, "A re-test of this assumption is already waiting: its result appears here."
+        )
     url = reverse("insights:assumption", args=[plan.slug, assumption.pk])
     return redirect(f"{url}?{urlencode({'since': since.isoformat()})}")
 

@@ -506,6 +506,8 @@ class Assumption(models.Model):
     ci_low = models.FloatField(null=True, blank=True)
     ci_high = models.FloatField(null=True, blank=True)
     last_run_at = models.DateTimeField(null=True, blank=True)
+    # Set while a "Re-test now" of this assumption waits for a worker: more clicks join it.
+    retest_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["position", "id"]

@@ -337,11 +337,37 @@ def dispatch_due_retests(now: dt.datetime | None = None) -> list[PlanRetest]:
     return started
 
 
+def request_assumption_retest(assumption: Assumption) -> tuple[dt.datetime, bool]:
+    """A person's "Re-test now" of one assumption: (when it was asked, True) for a new request
+    the caller enqueues; (when the waiting one was asked, False) while one already waits, so
+    twenty clicks make one re-test. A request older than UNSENT_AFTER_SECONDS was lost on its
+    way and may be asked again."""
+    now = dj_timezone.now()
+    lost = now - dt.timedelta(seconds=UNSENT_AFTER_SECONDS)
+    claimed = (
+        Assumption.objects.filter(pk=assumption.pk)
+        .filter(Q(retest_requested_at=None) | Q(retest_requested_at__lt=lost))
+        .update(retest_requested_at=now)
+    )
+    if claimed:
+        return now, True
+    waiting = (
+        Assumption.objects.filter(pk=assumption.pk)
+        .values_list("retest_requested_at", flat=True)
+        .first()
+    )
+    return waiting or now, False
+
+
 def retest_assumption_by_id(
     assumption_id: int, *, user_id: int | None = None
 ) -> AssumptionRun | None:
     assumption = Assumption.objects.select_related("choice__plan").filter(pk=assumption_id).first()
-    if assumption is None or not assumption.has_test:
+    if assumption is None:
+        return None
+    # Whatever happens next, the waiting request is answered: a new click may ask again.
+    Assumption.objects.filter(pk=assumption_id).update(retest_requested_at=None)
+    if not assumption.has_test:
         return None
     user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
     return retest_assumption(assumption, user=user)

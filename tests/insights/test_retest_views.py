@@ -76,6 +76,27 @@ def test_twenty_clicks_of_retest_now_make_one_plan_retest(plan, seeded, cmo, cio
     assert PlanRetest.objects.count() == 2  # once it is done, a new one starts
 
 
+def test_twenty_clicks_of_retest_now_on_an_assumption_queue_one_run(
+    plan, seeded, cmo, cio, django_capture_on_commit_callbacks
+):
+    url = reverse("insights:assumption_retest", args=[plan.slug, seeded.repeat.pk])
+    with django_capture_on_commit_callbacks() as queued:
+        first = cmo.client.post(url)
+        later = [(cio if i % 2 else cmo).client.post(url, follow=True) for i in range(19)]
+    assert len(queued) == 1  # one job for twenty clicks
+    assert {r.redirect_chain[-1][0] for r in later} == {first.headers["Location"]}
+    assert all(
+        "A re-test of this assumption is already waiting: its result appears here."
+        in r.content.decode()
+        for r in later
+    )
+    retest_assumption_by_id(seeded.repeat.pk, user_id=cmo.user.pk)  # the worker runs it
+    assert AssumptionRun.objects.filter(assumption=seeded.repeat).count() == 1
+    with django_capture_on_commit_callbacks() as queued:
+        cmo.client.post(url)
+    assert len(queued) == 1  # answered: the next click asks again
+
+
 def test_retest_now_on_the_plan_runs_every_tested_assumption(
     plan, seeded, cmo, tasks_inline, django_capture_on_commit_callbacks
 ):
