@@ -290,7 +290,12 @@ class InvitationForm(BusinessUnitRule, forms.Form):
         max_length=254,
         help_text="They get an e-mail with a link, and join the plan when they accept.",
     )
-    role = forms.ChoiceField(label="Role", choices=Role.choices)
+    # No role is preselected: sending the form as it opens must not invite a CMO.
+    role = forms.ChoiceField(
+        label="Role",
+        choices=[("", "Choose a role…"), *Role.choices],
+        error_messages={"required": "Choose the role they will have in this plan."},
+    )
     business_unit = forms.CharField(label="Business unit", max_length=100, required=False)
 
 

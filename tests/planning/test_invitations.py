@@ -431,3 +431,12 @@ def test_a_plan_file_from_the_web_adds_no_one_but_its_uploader(outsider, staff, 
             reverse("planning:choice_comments", args=["trap", choice.pk]), {"body": "@sam hi"}
         )
     assert mail.messages == []
+
+
+def test_the_invite_form_preselects_no_role(plan, facilitator):
+    page = facilitator.client.get(members_url(plan)).content.decode()
+    assert '<option value="" selected>Choose a role…</option>' in page
+    response = invite(facilitator, plan, "new.person@example.com", role="")
+    assert response.status_code == 400
+    assert "Choose the role they will have in this plan." in response.content.decode()
+    assert not Invitation.objects.exists()
