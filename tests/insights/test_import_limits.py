@@ -198,6 +198,8 @@ def test_one_column_over_the_cap_is_refused_with_both_numbers(plan, cmo):
     page = detail(cmo, record).content.decode()
     assert "This file has 501 columns; at most 500 are supported." in page
     assert "<select" not in page
+    # Not a dead end: the way to try again with a corrected file.
+    assert f'<a href="/plans/{plan.slug}/data/">upload it again</a>' in page
 
 
 def test_a_row_of_a_million_values_under_a_narrow_header_is_shown_at_once(plan, cmo):
