@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import dj_database_url
@@ -160,7 +161,9 @@ REDIS_URL = env_str("REDIS_URL")
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     try:
-        _default_db = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+        _default_db: dict[str, Any] = dict(
+            dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+        )
     except ValueError as error:
         raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {error}") from None
     # A web process serves each request (and each open board) in a thread of its own: without
@@ -169,7 +172,7 @@ if DATABASE_URL:
     # DB_POOL_MAX_SIZE; a request past it waits up to DB_POOL_TIMEOUT seconds for one.
     DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 8)
     if _default_db["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_MAX_SIZE > 0:
-        _default_db.update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=False)
+        _default_db.update({"CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": False})
         _default_db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": 0,
             "max_size": DB_POOL_MAX_SIZE,
@@ -179,7 +182,7 @@ else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     _default_db = {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": VAR_DIR / "outside-in.sqlite3",
+        "NAME": str(VAR_DIR / "outside-in.sqlite3"),
         # WAL lets the web server and the Celery worker read while the other writes.
         "OPTIONS": {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -306,7 +309,7 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
-# Live boards (planning/live.py): open event streams per web process and per person, and the
+# Live boards (planning/live/): open event streams per web process and per person, and the
 # threads (each with one database connection) that do every stream's reads.
 LIVE_MAX_STREAMS = env_int("LIVE_MAX_STREAMS", 2000)
 LIVE_MAX_STREAMS_PER_USER = env_int("LIVE_MAX_STREAMS_PER_USER", 8)

@@ -9,7 +9,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest
 from django.urls import path, reverse
@@ -18,10 +18,9 @@ from django.utils.html import format_html
 
 from lifecycle.admin import EventTypeForm
 from planning.admin import HistoryAdmin, observed_badge, pretty_json, status_badge
-from planning.jobs import enqueue
 
-from . import tasks
 from .models import EVENT_FIELDS, AssumptionRun, DigestDelivery, Event, Import, PlanRetest
+from .services.uploads import retry_import
 
 
 class EstimatedCountPaginator(Paginator):
@@ -153,7 +152,7 @@ class ImportAdmin(admin.ModelAdmin):
     ]
     # Only what the importer reads is editable (then "Retry"); what it writes is not.
     readonly_fields = [
-        name
+        str(name)
         for _, options in fieldsets
         for name in options["fields"]
         if name not in ("mode", "mapping")
@@ -163,16 +162,9 @@ class ImportAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry the selected failed imports")
     def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
-        retried = 0
-        for pk in queryset.filter(status=Import.Status.FAILED).values_list("pk", flat=True):
-            with transaction.atomic():
-                # Conditional, as in the app's own retry: a worker may have claimed it meanwhile.
-                pending = Import.objects.filter(pk=pk, status=Import.Status.FAILED).update(
-                    status=Import.Status.PENDING, message=""
-                )
-                if pending:
-                    enqueue(tasks.import_events, pk)
-                    retried += pending
+        # The app's own retry: conditional, as a worker may have claimed one meanwhile.
+        failed = queryset.filter(status=Import.Status.FAILED)
+        retried = sum(retry_import(upload) for upload in failed)
         skipped = queryset.count() - retried
         self.message_user(request, f"{retried} import(s) start again; {skipped} had not failed.")
 

@@ -75,7 +75,7 @@ def history_figure(assumption: Assumption, runs: list[AssumptionRun]) -> dict[st
             "line": {"color": "#2f5bd3", "width": 2},
             "marker": {
                 "size": 10,
-                "color": [STATUS_COLOURS[r.status] for r in runs],
+                "color": [STATUS_COLOURS[AssumptionStatus(r.status)] for r in runs],
                 "line": {"color": "#ffffff", "width": 1},
             },
             "text": [r.get_status_display() for r in runs],
@@ -193,7 +193,7 @@ def assumption_map_figure(assumptions: list[Assumption]) -> dict[str, Any]:
 
 def assumption_map_summary(assumptions: list[Assumption]) -> str:
     urgent = [a for a in assumptions if a.importance >= 4 and a.evidence <= 2]
-    counts = {}
+    counts: dict[str, int] = {}
     for a in assumptions:
         counts[a.get_status_display().lower()] = counts.get(a.get_status_display().lower(), 0) + 1
     parts = ", ".join(f"{n} {label}" for label, n in counts.items())

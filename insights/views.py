@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -17,31 +18,32 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from lifecycle.models import EventMapping
+from lifecycle.models import EventMapping, Stage
 from lifecycle.services import map_event_types, suggest_stage
 from planning.forms import AssumptionForm
-from planning.http import HtmxHttpRequest
+from planning.http import AuthenticatedHttpRequest, HtmxHttpRequest
 from planning.jobs import enqueue
 from planning.models import Assumption, AssumptionStatus, Membership
-from planning.services import get_plan_for_user, require_editor, require_facilitator
+from planning.views.access import get_plan_for_user, require_editor, require_facilitator
 
 from . import charts, tasks
 from .forms import MappingForm, UploadForm
 from .metrics import latest_event_at
 from .models import Event, Import, PlanRetest
 from .services.digests import membership_from_token
-from .services.imports import FileRejected, Preview, create_import, preview_file, read_progress
+from .services.imports import FileRejected, preview_file, read_progress
 from .services.retests import (
     evaluate,
     request_assumption_retest,
     request_plan_retest,
     tested_assumptions,
 )
+from .services.uploads import check_draft, retry_import, start_import, upload_import
 
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def imports(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+def imports(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     form = UploadForm()
     refused = ""
@@ -53,12 +55,10 @@ def imports(request: HtmxHttpRequest, slug: str) -> HttpResponse:
         elif (form := UploadForm(request.POST, request.FILES)).is_valid():
             upload = form.cleaned_data["file"]
             try:
-                record = create_import(plan, upload, upload.name, user=request.user)
+                record = upload_import(plan, upload, upload.name, user=request.user)
             except FileRejected as rejection:
                 form.add_error("file", str(rejection))
             else:
-                # Kept, not started: the user checks the columns first.
-                Import.objects.filter(pk=record.pk).update(status=Import.Status.DRAFT)
                 return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
     history = plan.imports.select_related("uploaded_by")[:50]
     return render(
@@ -84,30 +84,25 @@ def _get_import(plan_id: int, pk: int) -> Import:
 
 @require_GET
 @login_required
-def import_detail(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
+def import_detail(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     record = _get_import(plan.pk, pk)
-    context = {"plan": plan, "membership": membership, "record": record}
-    if record.status == Import.Status.DRAFT and (preview := _preview(record)):
-        context["preview"] = preview
-        context["form"] = MappingForm(header=preview.header, mapping=preview.mapping)
+    context: dict[str, Any] = {"plan": plan, "membership": membership, "record": record}
+    if record.status == Import.Status.DRAFT:
+        try:
+            preview = preview_file(record.file.path)
+        except FileRejected as rejection:
+            # Said, not saved: a GET changes nothing. The upload rejects such a file at once;
+            # one that became unreadable since (a lower limit) is rejected when started.
+            context["unreadable"] = str(rejection)
+        else:
+            context["preview"] = preview
+            context["form"] = MappingForm(header=preview.header, mapping=preview.mapping)
     context.update(_status_context(record))
     template = "insights/import_detail.html"
     if request.htmx and record.status != Import.Status.DRAFT:
         template += "#status"
     return render(request, template, context)
-
-
-def _preview(record: Import) -> Preview | None:
-    """The draft's columns; a file that cannot be imported is rejected at once, and kept."""
-    try:
-        return preview_file(record.file.path)
-    except FileRejected as rejection:
-        Import.objects.filter(pk=record.pk, status="draft").update(
-            status="rejected", message=str(rejection)
-        )
-        record.refresh_from_db()
-        return None
 
 
 def _status_context(record: Import) -> dict:
@@ -128,11 +123,11 @@ def _status_context(record: Import) -> dict:
 
 @require_POST
 @login_required
-def import_start(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
+def import_start(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)
     record = _get_import(plan.pk, pk)
-    if record.status != Import.Status.DRAFT or not (preview := _preview(record)):
+    if record.status != Import.Status.DRAFT or not (preview := check_draft(record)):
         return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
     form = MappingForm(request.POST, header=preview.header, mapping=preview.mapping)
     if not form.is_valid():
@@ -144,35 +139,24 @@ def import_start(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
             "form": form,
         }
         return render(request, "insights/import_detail.html", context, status=400)
-    with transaction.atomic():
-        started = Import.objects.filter(pk=record.pk, status=Import.Status.DRAFT).update(
-            status=Import.Status.PENDING,
-            mapping=form.cleaned_data["mapping"],
-            mode=form.cleaned_data["mode"],
-        )
-        if started:
-            enqueue(tasks.import_events, record.pk)
+    start_import(record, form.cleaned_data["mapping"], form.cleaned_data["mode"])
     return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
 
 
 @require_POST
 @login_required
-def import_retry(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
+def import_retry(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)
     record = _get_import(plan.pk, pk)
-    with transaction.atomic():
-        if Import.objects.filter(pk=record.pk, status=Import.Status.FAILED).update(
-            status=Import.Status.PENDING, message=""
-        ):
-            enqueue(tasks.import_events, record.pk)
+    retry_import(record)
     messages.info(request, "The import starts again.")
     return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
 
 
 @require_GET
 @login_required
-def import_rejected(request: HtmxHttpRequest, slug: str, pk: int) -> FileResponse:
+def import_rejected(request: AuthenticatedHttpRequest, slug: str, pk: int) -> FileResponse:
     plan, _ = get_plan_for_user(request.user, slug)
     record = _get_import(plan.pk, pk)
     if not record.rejected_file:
@@ -185,7 +169,7 @@ def import_rejected(request: HtmxHttpRequest, slug: str, pk: int) -> FileRespons
 
 @require_GET
 @login_required
-def import_file(request: HtmxHttpRequest, slug: str, pk: int) -> FileResponse:
+def import_file(request: AuthenticatedHttpRequest, slug: str, pk: int) -> FileResponse:
     plan, _ = get_plan_for_user(request.user, slug)
     record = _get_import(plan.pk, pk)
     return FileResponse(record.file.open("rb"), as_attachment=True, filename=record.original_name)
@@ -193,7 +177,7 @@ def import_file(request: HtmxHttpRequest, slug: str, pk: int) -> FileResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def event_map(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+def event_map(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     stages = list(plan.stages.all())
     current = {
@@ -205,13 +189,13 @@ def event_map(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         require_facilitator(membership)
         by_id = {str(stage.pk): stage for stage in stages}
-        chosen = {}
+        chosen: dict[str, Stage | None] = {}
         for event_type in event_types:
             stage_id = request.POST.get(f"stage_{event_type}", "")
             if stage_id in by_id:
                 chosen[event_type] = by_id[stage_id]
             elif stage_id == "" and event_type in current:
-                EventMapping.objects.filter(plan=plan, event_type=event_type).delete()
+                chosen[event_type] = None  # "no stage": taken off the map
         map_event_types(plan.pk, chosen)
         messages.success(request, "The event map is saved.")
         return redirect("insights:event_map", slug=plan.slug)
@@ -244,7 +228,7 @@ def _get_assumption(plan_id: int, pk: int) -> Assumption:
 
 @require_GET
 @login_required
-def assumption_detail(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
+def assumption_detail(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     assumption = _get_assumption(plan.pk, pk)
     runs = list(assumption.runs.select_related("assumption")[:200])
@@ -288,7 +272,7 @@ def _parse_since(raw: str | None):
 
 @require_POST
 @login_required
-def assumption_retest(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
+def assumption_retest(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)
     assumption = _get_assumption(plan.pk, pk)
@@ -309,7 +293,7 @@ def assumption_retest(request: HtmxHttpRequest, slug: str, pk: int) -> HttpRespo
 
 @require_POST
 @login_required
-def plan_retest(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+def plan_retest(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)
     with transaction.atomic():
@@ -323,7 +307,7 @@ def plan_retest(request: HtmxHttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 @login_required
-def retest_detail(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
+def retest_detail(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     retest = get_object_or_404(PlanRetest.objects.select_related("requested_by"), plan=plan, pk=pk)
     runs = list(
@@ -348,7 +332,7 @@ def retest_detail(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def assumption_map(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+def assumption_map(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     assumptions = list(
         Assumption.objects.filter(choice__plan=plan)
@@ -391,7 +375,7 @@ TEST_FIELDS = Assumption.TEST_FIELDS
 
 @require_POST
 @login_required
-def test_preview(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+def test_preview(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """What a test being edited would say today: observed value, n, interval, status."""
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)

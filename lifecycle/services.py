@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db import transaction
+
 from .models import SUGGESTED_STAGE, EventMapping, Stage
 
 
@@ -27,12 +29,18 @@ def unmapped_event_types(plan_id: int, event_types: list[str]) -> list[str]:
     return sorted(t for t in set(event_types) if t not in mapped)
 
 
-def map_event_types(plan_id: int, choices: dict[str, Stage]) -> list[EventMapping]:
-    """Put each event type on its stage, replacing an earlier choice."""
+@transaction.atomic
+def map_event_types(plan_id: int, choices: dict[str, Stage | None]) -> list[EventMapping]:
+    """Put each event type on its stage, replacing an earlier choice; None takes it off the map
+    (stage metrics stop counting it). The mappings saved come back."""
     saved = []
     for event_type, stage in choices.items():
+        name = event_type.strip().lower()
+        if stage is None:
+            EventMapping.objects.filter(plan_id=plan_id, event_type=name).delete()
+            continue
         mapping, _ = EventMapping.objects.update_or_create(
-            plan_id=plan_id, event_type=event_type.strip().lower(), defaults={"stage": stage}
+            plan_id=plan_id, event_type=name, defaults={"stage": stage}
         )
         saved.append(mapping)
     return saved

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from decimal import Decimal
+from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
@@ -26,8 +29,6 @@ from .models import (
     validate_one_line,
     validate_plan_slug,
 )
-from .planfile import PlanFileError
-from .planfile.reading import check_plan_file_size
 
 
 class ScheduleForm(forms.ModelForm):
@@ -45,7 +46,7 @@ class ScheduleForm(forms.ModelForm):
 
     class Meta:
         model = Plan
-        fields = ["retest_cadence", "retest_weekday", "retest_time", "retest_timezone"]
+        fields = list(Plan.SCHEDULE_FIELDS)
         labels = {
             "retest_cadence": "Re-test",
             "retest_time": "Time of day",
@@ -93,11 +94,9 @@ class NewPlanForm(forms.Form):
 
     def clean_plan_file(self):
         upload = self.cleaned_data.get("plan_file")
-        if upload:
-            try:  # before it is read: a plan file is read whole, in this request
-                check_plan_file_size(upload.size)
-            except PlanFileError as error:
-                raise forms.ValidationError(error.errors) from None
+        # Before it is read: a plan file is read whole, in this request.
+        if upload and (problem := plan_file_too_large(upload.size)):
+            raise forms.ValidationError(problem)
         return upload
 
     def clean(self):
@@ -131,16 +130,18 @@ class ItemForm(forms.ModelForm):
     def values(self) -> dict:
         """The submitted values as plain JSON values, like `services.snapshot`."""
         values = {}
+        model = self._meta.model  # type: ignore[union-attr]
         for name in self._meta.fields:  # type: ignore[union-attr]
             value = self.cleaned_data.get(name)
-            if name in {"stages", "choices"}:
+            field = model._meta.get_field(name)
+            if field.many_to_many:
                 value = sorted(v.pk for v in value or [])
-            elif name == "owner":
+            elif field.is_relation:
                 value = value.pk if value else None
             elif isinstance(value, Decimal):
                 # As the database gives it back (250000 → "250000.00"), so that comparing it
                 # with a snapshot compares text.
-                places = self._meta.model._meta.get_field(name).decimal_places  # type: ignore[union-attr]
+                places = field.decimal_places
                 value = str(value.quantize(Decimal(1).scaleb(-places)))
             values[name] = value
         return values
@@ -263,14 +264,6 @@ class StageForm(ItemForm):
         return name
 
 
-ITEM_FORMS = {
-    "choice": ChoiceForm,
-    "assumption": AssumptionForm,
-    "initiative": InitiativeForm,
-    "stage": StageForm,
-}
-
-
 class BusinessUnitRule:
     """A BU leader names the business unit they speak for (DOMAIN §1), said on the field."""
 
@@ -321,3 +314,53 @@ class MembershipForm(BusinessUnitRule, forms.ModelForm):
         model = Membership
         fields = ["role", "business_unit"]
         labels = {"role": "Role", "business_unit": "Business unit"}
+
+
+# --- plan files (planning/planfile): the same forms, given data instead of a page's inputs ---
+
+
+class PlanForm(forms.ModelForm):
+    """A plan's name, short name and description, as a plan file gives them."""
+
+    class Meta:
+        model = Plan
+        fields = ["name", "slug", "description"]
+
+
+class AssumptionDataForm(AssumptionForm):
+    """An assumption given as data (a plan file) rather than typed into the board: its test's
+    `params` come as one object, which the model checks (Assumption.clean) as it checks the
+    board's separate inputs; and a test that is given at all must name its metric."""
+
+    def __init__(self, *args: Any, tested: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["metric"].required = tested
+
+    def clean(self):
+        params = self.cleaned_data.get("params")
+        cleaned = super().clean()
+        if cleaned.get("metric"):
+            cleaned["params"] = params
+        return cleaned
+
+
+def size_in_words(size: int, *, up: bool = False) -> str:
+    """A size in words; a file's size is rounded up, so that one byte too many never reads as
+    the limit itself."""
+    if size < 1024:
+        return f"{size:,} bytes"
+    unit, name = (1024, "KB") if size < 1024**2 else (1024**2, "MB")
+    tenths = (math.ceil if up else math.floor)(size * 10 / unit) / 10
+    return f"{tenths:,.1f}".removesuffix(".0") + f" {name}"
+
+
+def plan_file_too_large(size: int) -> str | None:
+    """What to say of a plan file of `size` bytes, None when it fits PLANFILE_MAX_BYTES. Said of
+    an upload before it is read, and of a file the plan-file loader reads."""
+    limit = settings.PLANFILE_MAX_BYTES
+    if size <= limit:
+        return None
+    return (
+        f"This plan file is {size_in_words(size, up=True)}; "
+        f"at most {size_in_words(limit)} are allowed."
+    )

@@ -88,6 +88,9 @@ class Plan(models.Model):
     retest_timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     next_retest_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
+    # What a facilitator sets on the settings page (ScheduleForm, services.save_schedule).
+    SCHEDULE_FIELDS = ("retest_cadence", "retest_weekday", "retest_time", "retest_timezone")
+
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -339,7 +342,7 @@ class StrategicChoice(models.Model):
         return self.title
 
     def clean(self) -> None:
-        if self.owner_id and self.plan_id and self.owner.plan_id != self.plan_id:
+        if self.owner and self.plan_id and self.owner.plan_id != self.plan_id:
             raise ValidationError({"owner": "The owner must be a member of this plan."})
 
 
@@ -619,7 +622,7 @@ class Assumption(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        if self.owner_id and self.choice_id and self.owner.plan_id != self.choice.plan_id:
+        if self.owner and self.choice_id and self.owner.plan_id != self.choice.plan_id:
             errors["owner"] = "The owner must be a member of this plan."
         if self.metric:
             stage_names = (
@@ -772,7 +775,7 @@ class Activity(models.Model):
         ]
 
     def __str__(self) -> str:
-        who = self.actor.get_username() if self.actor_id else "system"
+        who = self.actor.get_username() if self.actor else "system"
         return f"{who} {self.action} {self.item_type} “{self.item_label}”"
 
 

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import views
+from .kinds import KINDS
 
 app_name = "planning"
 
@@ -17,52 +18,26 @@ urlpatterns = [
     path("<slug:slug>/events/", views.events, name="events"),
     path("<slug:slug>/presence/", views.presence, name="presence"),
     path("<slug:slug>/activity/<int:pk>/revert/", views.activity_revert, name="activity_revert"),
-    path(
-        "<slug:slug>/choices/<int:parent_pk>/assumptions/new/",
-        views.item_new,
-        {"kind": "assumption"},
-        name="assumption_new",
-    ),
 ]
 
-# The same editing views for each kind of item: /plans/<slug>/<kind>s/new/, …/<pk>/edit/ …
-for kind, plural in [
-    ("choice", "choices"),
-    ("assumption", "assumptions"),
-    ("initiative", "initiatives"),
-    ("stage", "stages"),
-]:
-    if kind != "assumption":  # a new assumption is always under its choice (above)
-        urlpatterns.append(
-            path(f"<slug:slug>/{plural}/new/", views.item_new, {"kind": kind}, name=f"{kind}_new")
-        )
+# The same editing views for each kind of item (planning/kinds.py): /plans/<slug>/<plural>/new/
+# (under its parent for a kind that has one), …/<pk>/, …/<pk>/edit/, delete/, move/, comments/.
+for kind in KINDS.values():
+    extra = {"kind": kind.name}
+    item = f"<slug:slug>/{kind.plural}/<int:pk>/"
+    if kind.parent:
+        parent = KINDS[kind.parent]
+        new = f"<slug:slug>/{parent.plural}/<int:parent_pk>/{kind.plural}/new/"
+    else:
+        new = f"<slug:slug>/{kind.plural}/new/"
     urlpatterns += [
-        path(f"<slug:slug>/{plural}/<int:pk>/", views.item_view, {"kind": kind}, name=f"{kind}"),
-        path(
-            f"<slug:slug>/{plural}/<int:pk>/edit/",
-            views.item_edit,
-            {"kind": kind},
-            name=f"{kind}_edit",
-        ),
-        path(
-            f"<slug:slug>/{plural}/<int:pk>/delete/",
-            views.item_delete,
-            {"kind": kind},
-            name=f"{kind}_delete",
-        ),
-        path(
-            f"<slug:slug>/{plural}/<int:pk>/move/",
-            views.item_move,
-            {"kind": kind},
-            name=f"{kind}_move",
-        ),
+        path(new, views.item_new, extra, name=f"{kind.name}_new"),
+        path(item, views.item_view, extra, name=kind.name),
+        path(item + "edit/", views.item_edit, extra, name=f"{kind.name}_edit"),
+        path(item + "delete/", views.item_delete, extra, name=f"{kind.name}_delete"),
+        path(item + "move/", views.item_move, extra, name=f"{kind.name}_move"),
     ]
-    if kind in {"choice", "assumption"}:
+    if kind.comments:
         urlpatterns.append(
-            path(
-                f"<slug:slug>/{plural}/<int:pk>/comments/",
-                views.comments,
-                {"kind": kind},
-                name=f"{kind}_comments",
-            )
+            path(item + "comments/", views.comments, extra, name=f"{kind.name}_comments")
         )

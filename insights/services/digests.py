@@ -35,7 +35,10 @@ def membership_from_token(token: str) -> Membership | None:
         return None
     if not isinstance(data, dict):
         return None
-    return Membership.objects.select_related("plan", "user").filter(pk=data.get("m")).first()
+    member = data.get("m")
+    if not isinstance(member, int):
+        return None
+    return Membership.objects.select_related("plan", "user").filter(pk=member).first()
 
 
 def queue_digests(retest_id: int) -> list[DigestDelivery]:

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -882,7 +882,7 @@ def read_progress(record: Import) -> dict[str, Any]:
     total = record.size_bytes or 1
     elapsed = max(data.get("at", 0) - data.get("started", 0), 0.001)
     rate = rows / elapsed if data else 0
-    if record.status in {"succeeded", "rejected"}:
+    if record.status in {Import.Status.SUCCEEDED, Import.Status.REJECTED}:
         fraction = 1.0
     else:  # all read is not all stored: a running import never shows a full bar
         fraction = min(done / total, 0.99)
@@ -921,13 +921,19 @@ def _claim(import_id: int) -> Import | None:
     """Take the import for this worker: pending or failed ones, or a running one whose worker
     died (no heartbeat for STALE_AFTER_SECONDS). Two workers never both get it."""
     now = timezone.now()
-    claimable = Import.objects.filter(pk=import_id, status__in=["pending", "failed"])
-    if not claimable.update(status="running", started_at=now, heartbeat_at=now, message=""):
+    claimable = Import.objects.filter(
+        pk=import_id, status__in=[Import.Status.PENDING, Import.Status.FAILED]
+    )
+    if not claimable.update(
+        status=Import.Status.RUNNING, started_at=now, heartbeat_at=now, message=""
+    ):
         stale = now - dt.timedelta(seconds=STALE_AFTER_SECONDS)
         heartbeat = cached_progress(import_id).get("at", 0)
         if heartbeat and heartbeat > stale.timestamp():
             return None
-        running = Import.objects.filter(pk=import_id, status="running", heartbeat_at__lt=stale)
+        running = Import.objects.filter(
+            pk=import_id, status=Import.Status.RUNNING, heartbeat_at__lt=stale
+        )
         if not running.update(heartbeat_at=now, started_at=now):
             return None
     return Import.objects.select_related("plan").get(pk=import_id)
@@ -937,12 +943,12 @@ def mark_stalled_imports() -> int:
     """Imports whose worker died mid-way become failed and retryable, never stuck “running”."""
     stale = timezone.now() - dt.timedelta(seconds=STALE_AFTER_SECONDS)
     stalled = 0
-    for record in Import.objects.filter(status="running", heartbeat_at__lt=stale):
+    for record in Import.objects.filter(status=Import.Status.RUNNING, heartbeat_at__lt=stale):
         heartbeat = cached_progress(record.pk).get("at", 0)
         if heartbeat > stale.timestamp():
             continue
-        stalled += Import.objects.filter(pk=record.pk, status="running").update(
-            status="failed",
+        stalled += Import.objects.filter(pk=record.pk, status=Import.Status.RUNNING).update(
+            status=Import.Status.FAILED,
             finished_at=timezone.now(),
             message="The import was interrupted before it finished. Nothing from it was saved; "
             "retry it to import the file again.",
@@ -982,8 +988,10 @@ def create_import(
     user: Any = None,
     mode: str = Import.Mode.ALL_OR_NOTHING,
     mapping: dict[str, str] | None = None,
+    draft: bool = False,
 ) -> Import:
-    """Keep the uploaded file with a new import record; nothing is parsed yet."""
+    """Keep the uploaded file with a new import record; nothing is parsed yet. A draft waits
+    for its columns to be checked (`uploads.start_import`); otherwise it is ready to run."""
     size = _size_of(upload)
     if size is not None and size > settings.IMPORT_MAX_BYTES:
         raise _too_large(size)
@@ -993,6 +1001,7 @@ def create_import(
         original_name=Path(name).name[:255],
         mode=mode,
         mapping=mapping or {},
+        status=Import.Status.DRAFT if draft else Import.Status.PENDING,
     )
     record.file.save(Path(name).name, File(upload), save=False)
     record.size_bytes = record.file.size
@@ -1011,12 +1020,12 @@ def run_import(import_id: int) -> Import | None:
     try:
         return _import_file(record)
     except FileRejected as rejection:
-        return _finish(record, "rejected", ImportResult(), str(rejection))
+        return _finish(record, Import.Status.REJECTED, ImportResult(), str(rejection))
     except Exception:
         log.exception("import %s failed", import_id)
         _finish(
             record,
-            "failed",
+            Import.Status.FAILED,
             ImportResult(),
             "The import stopped on an unexpected problem; nothing from it was saved. "
             "Retry it, and tell support if it happens again.",
@@ -1024,12 +1033,13 @@ def run_import(import_id: int) -> Import | None:
         raise
 
 
-def _finish(record: Import, status: str, result: ImportResult, message: str) -> Import:
+def _finish(record: Import, status: Import.Status, result: ImportResult, message: str) -> Import:
     record.status = status
     record.message = message
     record.rows_read = result.rows_read
-    record.rows_imported = result.rows_imported if status == "succeeded" else 0
-    record.rows_duplicate = result.rows_duplicate if status == "succeeded" else 0
+    succeeded = status == Import.Status.SUCCEEDED
+    record.rows_imported = result.rows_imported if succeeded else 0
+    record.rows_duplicate = result.rows_duplicate if succeeded else 0
     record.rows_rejected = result.rows_rejected
     record.errors = [e.as_dict() for e in result.errors[:MAX_ERRORS_SHOWN]]
     record.finished_at = timezone.now()
@@ -1089,14 +1099,14 @@ def _import_file(record: Import) -> Import:
                 )
                 rejected.save_to(record)
                 # In the same transaction as the events: committed together or not at all.
-                return _finish(record, "succeeded", result, "")
+                return _finish(record, Import.Status.SUCCEEDED, result, "")
         except _AllOrNothing:
             rejected.save_to(record)
             message = (
                 f"Nothing was imported: {result.rows_rejected:,} of {result.rows_read:,} rows "
                 "have errors. Fix them and upload the file again, or import only the valid rows."
             )
-            return _finish(record, "rejected", result, message)
+            return _finish(record, Import.Status.REJECTED, result, message)
         finally:
             rejected.close()
 
@@ -1114,7 +1124,7 @@ def _parsed_batches(
     prepare: Callable[[list[tuple]], Any],
     batch_rows: int,
     skip: Callable[[], bool],
-) -> Iterator[list[Any]]:
+) -> Generator[list[Any]]:
     """The file's valid rows, `batch_rows` at a time, each batch a list of prepared chunks.
 
     A thread of its own parses them while the caller stores the batch before (Python checks

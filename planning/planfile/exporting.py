@@ -19,6 +19,8 @@ from planning.models import (
     StrategicChoice,
 )
 
+from .reading import ASSUMPTION, CHOICE, INITIATIVE, MEMBER, PLAN, SCHEDULE, TEST, Shape
+
 # Each metric's parameter names, in the order the file lists them.
 METRIC_ORDER = {str(metric): tuple(spec) for metric, spec in METRIC_PARAMS.items()}
 
@@ -26,25 +28,26 @@ METRIC_ORDER = {str(metric): tuple(spec) for metric, spec in METRIC_PARAMS.items
 def export_plan(plan: Plan) -> dict[str, Any]:
     """The plan as its plan file: a fixed number of queries, however big the plan."""
     plan = _plan_for_export(plan.pk)
-    data: dict[str, Any] = {"name": plan.name, "slug": plan.slug}
+    time_format = "%H:%M:%S" if plan.retest_time.second else "%H:%M"
+    data = _fields(
+        PLAN,
+        plan,
+        stages=[stage.name for stage in plan.stages.all()],
+        event_map={line.event_type: line.stage.name for line in plan.event_map.all()},
+        members=[_export_member(membership) for membership in plan.memberships.all()],
+        retest_schedule=_fields(
+            SCHEDULE,
+            plan,
+            weekday=WEEKDAYS[plan.retest_weekday],
+            time=plan.retest_time.strftime(time_format),
+        ),
+        choices=[_export_choice(choice) for choice in plan.choices.all()],
+        bt_initiatives=[_export_initiative(item) for item in plan.bt_initiatives.all()],
+    )
     # Optional keys the example file leaves out are written only when set, so that the
     # example round-trips unchanged while nothing of the plan is lost on the way.
-    if plan.description:
-        data["description"] = plan.description
-    time_format = "%H:%M:%S" if plan.retest_time.second else "%H:%M"
-    data |= {
-        "stages": [stage.name for stage in plan.stages.all()],
-        "event_map": {line.event_type: line.stage.name for line in plan.event_map.all()},
-        "members": [_export_member(membership) for membership in plan.memberships.all()],
-        "retest_schedule": {
-            "cadence": plan.retest_cadence,
-            "weekday": WEEKDAYS[plan.retest_weekday],
-            "time": plan.retest_time.strftime(time_format),
-            "timezone": plan.retest_timezone,
-        },
-        "choices": [_export_choice(choice) for choice in plan.choices.all()],
-        "bt_initiatives": [_export_initiative(item) for item in plan.bt_initiatives.all()],
-    }
+    if not plan.description:
+        del data["description"]
     return data
 
 
@@ -90,7 +93,7 @@ def _export_member(membership: Membership) -> dict[str, Any]:
     data = {"username": membership.user.get_username(), "role": membership.role}
     if membership.business_unit:
         data["business_unit"] = membership.business_unit
-    return data
+    return _in_order(MEMBER, data)
 
 
 def _owner_name(owner: Membership | None) -> str | None:
@@ -98,26 +101,19 @@ def _owner_name(owner: Membership | None) -> str | None:
 
 
 def _export_choice(choice: StrategicChoice) -> dict[str, Any]:
-    return {
-        "title": choice.title,
-        "stages": [stage.name for stage in choice.stages.all()],
-        "status": choice.status,
-        "horizon": choice.horizon,
-        "owner": _owner_name(choice.owner),
-        "business_unit": choice.business_unit,
-        "rationale": choice.rationale,
-        "assumptions": [_export_assumption(item) for item in choice.assumptions.all()],
-    }
+    return _fields(
+        CHOICE,
+        choice,
+        stages=[stage.name for stage in choice.stages.all()],
+        owner=_owner_name(choice.owner),
+        assumptions=[_export_assumption(item) for item in choice.assumptions.all()],
+    )
 
 
 def _export_assumption(assumption: Assumption) -> dict[str, Any]:
-    return {
-        "statement": assumption.statement,
-        "importance": assumption.importance,
-        "evidence": assumption.evidence,
-        "owner": _owner_name(assumption.owner),
-        "test": _export_test(assumption),
-    }
+    return _fields(
+        ASSUMPTION, assumption, owner=_owner_name(assumption.owner), test=_export_test(assumption)
+    )
 
 
 def _export_test(assumption: Assumption) -> dict[str, Any] | None:
@@ -130,26 +126,37 @@ def _export_test(assumption: Assumption) -> dict[str, Any] | None:
     spec = METRIC_ORDER.get(assumption.metric, ())
     params = dict(assumption.params or {})
     ordered = {name: params.pop(name) for name in spec if name in params} | params
-    return {
-        "metric": assumption.metric,
-        "params": ordered,
-        "comparator": assumption.comparator,
-        "threshold": threshold,
-        "min_sample": assumption.min_sample,
-        "segment": assumption.segment or None,
-        "channel": assumption.channel or None,
-        "window_days": assumption.window_days,
-    }
+    return _fields(
+        TEST,
+        assumption,
+        params=ordered,
+        threshold=threshold,
+        segment=assumption.segment or None,
+        channel=assumption.channel or None,
+    )
 
 
 def _export_initiative(initiative: BTInitiative) -> dict[str, Any]:
+    return _fields(
+        INITIATIVE,
+        initiative,
+        stages=[stage.name for stage in initiative.stages.all()],
+        choices=[choice.title for choice in initiative.choices.all()],
+        cost_estimate=_plain_number(initiative.cost_estimate),
+    )
+
+
+def _fields(shape: Shape, item: Any, **written: Any) -> dict[str, Any]:
+    """Every key of the object, in the file's order: the value `written` gives for it (names
+    for relations, nested objects), else its field's value."""
     return {
-        "title": initiative.title,
-        "stages": [stage.name for stage in initiative.stages.all()],
-        "choices": [choice.title for choice in initiative.choices.all()],
-        "cost_estimate": _plain_number(initiative.cost_estimate),
-        "status": initiative.status,
+        key: written[key] if key in written else getattr(item, shape.field(key))
+        for key in shape.keys
     }
+
+
+def _in_order(shape: Shape, data: dict[str, Any]) -> dict[str, Any]:
+    return {key: data[key] for key in shape.keys if key in data}
 
 
 def _plain_number(value: float | Decimal | None) -> int | float | None:

@@ -1,45 +1,74 @@
-"""Import: make the database say what a checked plan file says, in one transaction."""
+"""Import: make the database say what a plan file says, in one transaction.
+
+Each object of the file goes through the form the web app uses for it (PlanForm, ScheduleForm,
+StageForm, MembershipForm, ChoiceForm, AssumptionDataForm, InitiativeForm), against the plan as
+written so far, so that the file and the board refuse the same things in the same words. A file
+with any error raises PlanFileError listing all of them, and the transaction leaves nothing.
+The whole import is one change in the plan's activity (before and after as plan files), which
+is also what tells open boards.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import secrets
+from collections.abc import Iterable
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from django.db.models import F
 
-from lifecycle.models import EventMapping, Stage
+from lifecycle.models import DEFAULT_STAGES, EventMapping, Stage
+from lifecycle.services import map_event_types
+from planning.forms import (
+    AssumptionDataForm,
+    ChoiceForm,
+    InitiativeForm,
+    ItemForm,
+    MembershipForm,
+    PlanForm,
+    ScheduleForm,
+    StageForm,
+)
 from planning.models import (
+    WEEKDAYS,
     Activity,
     Assumption,
-    AssumptionStatus,
     BTInitiative,
+    Comparator,
     Membership,
     Plan,
     StrategicChoice,
 )
-from planning.services import User, create_plan, record_activity
+from planning.services import User, changed_fields, create_plan, record_activity, snapshot
+from planning.services.editing import VERDICT_FIELDS
 
 from .exporting import export_plan
+from .loading import PlanFileError, check_plan_data, kind_of, quoted
 from .reading import (
-    AssumptionSpec,
-    ChoiceSpec,
-    InitiativeSpec,
-    MemberSpec,
-    MetricTestSpec,
-    PlanSpec,
-    read_plan,
+    ASSUMPTION,
+    CHOICE,
+    INITIATIVE,
+    MEMBER,
+    PLAN,
+    SCHEDULE,
+    TEST,
+    Entry,
+    Errors,
+    Node,
+    check,
+    is_number,
 )
 
-TEST_FIELDS = Assumption.TEST_FIELDS
+
+def _default(model: type[models.Model], name: str) -> Any:
+    field = model._meta.get_field(name)
+    return field.get_default() if isinstance(field, models.Field) else None
+
+
 # A verdict is about the test it ran; once the test changes, the assumption awaits a re-test.
-NO_VERDICT = {
-    "status": AssumptionStatus.UNTESTED,
-    "observed": None,
-    "sample_size": None,
-    "ci_low": None,
-    "ci_high": None,
-    "last_run_at": None,
-}
+NO_VERDICT = {name: _default(Assumption, name) for name in VERDICT_FIELDS}
 
 
 def import_plan(data: dict[str, Any], *, actor: User | None = None) -> tuple[Plan, bool]:
@@ -47,17 +76,13 @@ def import_plan(data: dict[str, Any], *, actor: User | None = None) -> tuple[Pla
 
     Returns (plan, created). Raises PlanFileError, having written nothing, when the file is wrong.
     """
-    spec, users = read_plan(data)
+    check_plan_data(data)
+    errors = Errors()
     with transaction.atomic():
-        plan = Plan.objects.select_for_update().filter(slug=spec.slug).first()
-        created = plan is None
-        before = None if plan is None else export_plan(plan)
-        plan = _write_plan(plan, spec)
-        stages = _sync_stages(plan, spec.stages)
-        _sync_event_map(plan, spec.event_map, stages)
-        members = _sync_members(plan, spec.members, users)
-        choices = _sync_choices(plan, spec.choices, stages, members)
-        _sync_initiatives(plan, spec.initiatives, stages, choices)
+        top = Node(data, "", PLAN, errors)
+        plan, before = _Import(top, errors).run()
+        if errors:
+            raise PlanFileError(errors)  # and the transaction takes back what was written
         after = export_plan(plan)
         # Re-importing the file the plan already equals changes nothing, not even the history.
         if after != before:
@@ -72,197 +97,385 @@ def import_plan(data: dict[str, Any], *, actor: User | None = None) -> tuple[Pla
                 after=after,
             )
     plan.refresh_from_db()
-    return plan, created
+    return plan, before is None
 
 
-def _save_changes(obj: models.Model, values: dict[str, Any], *, more: bool = False) -> bool:
-    """Set the values that differ and save; a changed row's version goes up (live clients see it).
+class _Import:
+    """One file going in, object by object; what is written so far is what later objects name
+    (their stages, owners and choices)."""
 
-    `more` says something else about the row changed (its many-to-many links). The plan's own
-    version is left to record_activity, which bumps it once per change.
-    """
-    changed = {name: value for name, value in values.items() if getattr(obj, name) != value}
-    if not changed and not more:
-        return False
-    for name, value in changed.items():
-        setattr(obj, name, value)
-    if hasattr(obj, "version") and not isinstance(obj, Plan):
-        obj.version += 1
-    obj.save()
-    return True
+    def __init__(self, top: Node, errors: Errors) -> None:
+        self.top, self.errors = top, errors
+        self.stages: dict[str, Stage] = {}  # by name in lower case
+        self.members: dict[str, Membership] = {}  # by user name
+        self.choices: dict[str, StrategicChoice] = {}  # by title
+        # What the file names, written or not: an item in error is said once, not again by
+        # each item that names it.
+        self.stage_names: set[str] = set()
+        self.usernames: set[str] = set()
+        self.titles: set[str] = set()
 
+    def run(self) -> tuple[Plan, dict[str, Any] | None]:
+        plan, before = self.plan()
+        self.write_stages(plan)
+        self.write_event_map(plan)
+        self.write_members(plan)
+        self.write_choices(plan)
+        self.write_initiatives(plan)
+        return plan, before
 
-def _write_plan(plan: Plan | None, spec: PlanSpec) -> Plan:
-    values = {
-        "description": spec.description,
-        "retest_cadence": spec.cadence,
-        "retest_weekday": spec.weekday,
-        "retest_time": spec.time,
-        "retest_timezone": spec.timezone,
-    }
-    if plan is None:
-        return create_plan(spec.name, spec.slug, stages=spec.stages, **values)
-    _save_changes(plan, {"name": spec.name, **values})
-    return plan
+    # --- the plan --------------------------------------------------------------------------
 
-
-def _sync_stages(plan: Plan, names: list[str]) -> dict[str, Stage]:
-    """The plan's stages by name. A stage is matched by its name whatever the case; one the file
-    no longer names goes, with its event-map lines (a rename cannot be told from a swap)."""
-    wanted = {name.lower(): (position, name) for position, name in enumerate(names)}
-    existing = {stage.name.lower(): stage for stage in plan.stages.all()}
-    plan.stages.exclude(pk__in=[s.pk for key, s in existing.items() if key in wanted]).delete()
-    stages: dict[str, Stage] = {}
-    for key, (position, name) in wanted.items():
-        stage = existing.get(key)
-        if stage is None:
-            stage = Stage.objects.create(plan=plan, name=name, position=position)
-        else:
-            _save_changes(stage, {"name": name, "position": position})
-        stages[name] = stage
-    return stages
-
-
-def _sync_event_map(plan: Plan, event_map: dict[str, str], stages: dict[str, Stage]) -> None:
-    existing = {line.event_type: line for line in plan.event_map.all()}
-    stale = [line.pk for event_type, line in existing.items() if event_type not in event_map]
-    EventMapping.objects.filter(pk__in=stale).delete()
-    for event_type, stage_name in event_map.items():
-        line = existing.get(event_type)
-        if line is None:
-            EventMapping.objects.create(plan=plan, event_type=event_type, stage=stages[stage_name])
-        else:
-            _save_changes(line, {"stage_id": stages[stage_name].pk})
-
-
-def _sync_members(
-    plan: Plan, specs: list[MemberSpec], users: dict[str, Any]
-) -> dict[str, Membership]:
-    """Memberships by username. Leaving the plan ends a membership, never the user; a member who
-    stays keeps their own settings (e-mail digests), which the file does not carry."""
-    wanted = {users[spec.username].pk: spec for spec in specs}
-    plan.memberships.exclude(user_id__in=list(wanted)).delete()
-    existing = {membership.user_id: membership for membership in plan.memberships.all()}
-    memberships: dict[str, Membership] = {}
-    for user_id, spec in wanted.items():
-        values = {"role": spec.role, "business_unit": spec.business_unit}
-        membership = existing.get(user_id)
-        if membership is None:
-            membership = Membership.objects.create(plan=plan, user_id=user_id, **values)
-        else:
-            _save_changes(membership, values)
-        memberships[spec.username] = membership
-    return memberships
-
-
-def _owner_id(username: str | None, members: dict[str, Membership]) -> int | None:
-    return members[username].pk if username is not None else None
-
-
-def _differ(current: Any, wanted: Sequence[models.Model]) -> bool:
-    """Whether a (prefetched) many-to-many relation links other rows than `wanted`."""
-    return {item.pk for item in current.all()} != {item.pk for item in wanted}
-
-
-def _sync_choices(
-    plan: Plan,
-    specs: list[ChoiceSpec],
-    stages: dict[str, Stage],
-    members: dict[str, Membership],
-) -> dict[str, StrategicChoice]:
-    titles = {spec.title for spec in specs}
-    plan.choices.exclude(title__in=titles).delete()
-    existing = {
-        choice.title: choice for choice in plan.choices.prefetch_related("stages", "assumptions")
-    }
-    choices: dict[str, StrategicChoice] = {}
-    for position, spec in enumerate(specs):
-        values = {
-            "owner_id": _owner_id(spec.owner, members),
-            "business_unit": spec.business_unit,
-            "horizon": spec.horizon,
-            "status": spec.status,
-            "rationale": spec.rationale,
-            "position": position,
-        }
-        wanted_stages = [stages[name] for name in spec.stages]
-        choice = existing.get(spec.title)
-        if choice is None:
-            choice = StrategicChoice.objects.create(plan=plan, title=spec.title, **values)
-            choice.stages.set(wanted_stages)
-        else:
-            relinked = _differ(choice.stages, wanted_stages)
-            if _save_changes(choice, values, more=relinked) and relinked:
-                choice.stages.set(wanted_stages)
-        _sync_assumptions(choice, spec.assumptions, members)
-        choices[spec.title] = choice
-    return choices
-
-
-def _sync_assumptions(
-    choice: StrategicChoice, specs: list[AssumptionSpec], members: dict[str, Membership]
-) -> None:
-    statements = {spec.statement for spec in specs}
-    stale = [a.pk for a in choice.assumptions.all() if a.statement not in statements]
-    Assumption.objects.filter(pk__in=stale).delete()
-    existing = {a.statement: a for a in choice.assumptions.all() if a.pk not in stale}
-    for position, spec in enumerate(specs):
-        values = {
-            "importance": spec.importance,
-            "evidence": spec.evidence,
-            "owner_id": _owner_id(spec.owner, members),
-            "position": position,
-            **_test_values(spec.test),
-        }
-        assumption = existing.get(spec.statement)
-        if assumption is None:
-            Assumption.objects.create(choice=choice, statement=spec.statement, **values)
-            continue
-        if any(getattr(assumption, name) != values[name] for name in TEST_FIELDS):
-            values |= NO_VERDICT
-        _save_changes(assumption, values)
-
-
-def _test_values(test: MetricTestSpec | None) -> dict[str, Any]:
-    if test is None:
-        # Tracked by hand: the model's defaults for every test field.
-        return {
-            "metric": "",
-            "params": {},
-            "comparator": "",
-            "threshold": None,
-            "threshold_high": None,
-            "min_sample": 30,
-            "segment": "",
-            "channel": "",
-            "window_days": None,
-        }
-    return {name: getattr(test, name) for name in TEST_FIELDS}
-
-
-def _sync_initiatives(
-    plan: Plan,
-    specs: list[InitiativeSpec],
-    stages: dict[str, Stage],
-    choices: dict[str, StrategicChoice],
-) -> None:
-    plan.bt_initiatives.exclude(title__in={spec.title for spec in specs}).delete()
-    existing = {
-        item.title: item for item in plan.bt_initiatives.prefetch_related("stages", "choices")
-    }
-    for position, spec in enumerate(specs):
-        values = {"cost_estimate": spec.cost_estimate, "status": spec.status, "position": position}
-        wanted_stages = [stages[name] for name in spec.stages]
-        wanted_choices = [choices[title] for title in spec.choices]
-        initiative = existing.get(spec.title)
-        if initiative is None:
-            initiative = BTInitiative.objects.create(plan=plan, title=spec.title, **values)
-            initiative.stages.set(wanted_stages)
-            initiative.choices.set(wanted_choices)
-            continue
-        relinked = _differ(initiative.stages, wanted_stages) or _differ(
-            initiative.choices, wanted_choices
+    def plan(self) -> tuple[Plan, dict[str, Any] | None]:
+        slug = self.top.get("slug")
+        found = None
+        if isinstance(slug, str):
+            found = Plan.objects.select_for_update().filter(slug=slug).first()
+        before = export_plan(found) if found else None
+        instance = found or Plan()
+        fields = (*PlanForm._meta.fields, *ScheduleForm._meta.fields)  # type: ignore[misc]
+        old = {name: getattr(instance, name) for name in fields}
+        entry = Entry(PlanForm, Plan, "")
+        sections = (
+            "stages",
+            "event_map",
+            "members",
+            "retest_schedule",
+            "choices",
+            "bt_initiatives",
         )
-        if _save_changes(initiative, values, more=relinked) and relinked:
-            initiative.stages.set(wanted_stages)
-            initiative.choices.set(wanted_choices)
+        entry.take(self.top, PLAN.plain(*sections), self.errors)
+        valid = check(PlanForm(entry.data, instance=instance), entry, self.errors, {})
+        valid &= self.check_schedule(instance)
+        if found is None:
+            return self.new_plan(instance, valid), before
+        if valid and any(getattr(found, name) != old[name] for name in fields):
+            found.save()
+        return found, before
+
+    def check_schedule(self, plan: Plan) -> bool:
+        written = self.top.get("retest_schedule")
+        node = Node({} if written is None else written, "retest_schedule", SCHEDULE, self.errors)
+        entry = Entry(ScheduleForm, Plan, node.path)
+        entry.take(node, SCHEDULE.plain("weekday"), self.errors)
+        weekday = node.get("weekday")
+        if weekday is not None and weekday not in WEEKDAYS:
+            node.error(
+                "weekday",
+                f"{quoted(weekday)} is not a weekday; choose one of {', '.join(WEEKDAYS)}",
+            )
+        index = WEEKDAYS.index(weekday) if weekday in WEEKDAYS else 0
+        entry.give(SCHEDULE.field("weekday"), node.at("weekday"), weekday, index)
+        return check(ScheduleForm(entry.data, instance=plan), entry, self.errors, {})
+
+    def new_plan(self, plan: Plan, valid: bool) -> Plan:
+        if not valid:
+            # The rest of the file is still checked, against a plan that stands in for the one
+            # the file cannot make; the transaction takes it back with everything else.
+            return create_plan(
+                "Plan file being checked", f"check-{secrets.token_hex(8)}", stages=[]
+            )
+        fields = ("description", *ScheduleForm._meta.fields)  # type: ignore[misc]
+        values = {name: getattr(plan, name) for name in fields}
+        return create_plan(plan.name, plan.slug, stages=[], **values)
+
+    # --- stages and the event map -----------------------------------------------------------
+
+    def write_stages(self, plan: Plan) -> None:
+        """Stages are matched by name whatever its case; one the file no longer names goes,
+        with its event-map lines (a rename cannot be told from a swap)."""
+        if self.top.get("stages") is None:
+            places = [(f"stages[{i}]", name) for i, name in enumerate(DEFAULT_STAGES)]
+        else:
+            places = self.top.values("stages")
+        self.stage_names = {_key(name).lower() for _, name in places if isinstance(name, str)}
+        existing = {stage.name.lower(): stage for stage in plan.stages.all()}
+        plan.stages.exclude(
+            pk__in=[s.pk for key, s in existing.items() if key in self.stage_names]
+        ).delete()
+        claims: dict[str, str] = {}
+        for position, (place, name) in enumerate(places):
+            if not isinstance(name, str):
+                self.errors.add(place, f"must be a string, not {kind_of(name)}")
+                continue
+            key = _key(name).lower()
+            taken = {"name": claims[key]} if key in claims else {}
+            instance = (None if taken else existing.get(key)) or Stage(plan=plan)
+            before = snapshot(instance) if instance.pk else None
+            entry = Entry(StageForm, Stage, place)
+            entry.give("name", place, name, name)
+            form = StageForm(entry.data, plan=plan, instance=instance)
+            if check(form, entry, self.errors, taken):
+                self.stages[key] = _write(form, before, position)
+                claims[key] = place
+
+    def write_event_map(self, plan: Plan) -> None:
+        """Through the event map's own service; event types are stored lower-case (DOMAIN §4),
+        so "Visit" and "visit" are one type."""
+        lines = self.top.get("event_map")
+        if lines is not None and not isinstance(lines, dict):
+            self.top.error(
+                "event_map", f"must be an object of event types and stages, not {kind_of(lines)}"
+            )
+            return
+        field = EventMapping._meta.get_field("event_type")
+        wanted: dict[str, Stage] = {}
+        claims: dict[str, str] = {}
+        for event_type, stage_name in (lines or {}).items():
+            place = self.top.at(f"event_map.{event_type}")
+            key = str(event_type).strip().lower()
+            try:
+                field.clean(key, None)
+            except ValidationError as error:
+                self.errors.add(place, _field_problem(error, key, field.max_length))
+                continue
+            if key in claims:
+                self.errors.add(
+                    place, f'"{event_type}" is already at {claims[key]}; each must be unique'
+                )
+                continue
+            claims[key] = place
+            stage = self.stage(stage_name, place)
+            if stage is not None:
+                wanted[key] = stage
+        existing = dict(plan.event_map.values_list("event_type", "stage_id"))
+        changes = {key: None for key in existing if key not in wanted} | {
+            key: stage for key, stage in wanted.items() if existing.get(key) != stage.pk
+        }
+        if changes:
+            map_event_types(plan.pk, changes)
+
+    def stage(self, name: Any, place: str) -> Stage | None:
+        """The written stage a value names, matched like the plan matches them: whatever the
+        case. A stage in error is said once, where the file lists the stages."""
+        key = _key(name).lower() if isinstance(name, str) else None
+        if key in self.stages:
+            return self.stages[key]
+        if key not in self.stage_names:
+            known = ", ".join(stage.name for stage in self.stages.values()) or "none"
+            self.errors.add(place, f"{quoted(name)} is not a stage of this plan ({known})")
+        return None
+
+    def stage_ids(self, node: Node) -> list[int]:
+        stages = (self.stage(name, place) for place, name in node.values("stages"))
+        return [stage.pk for stage in stages if stage is not None]
+
+    # --- members ----------------------------------------------------------------------------
+
+    def write_members(self, plan: Plan) -> None:
+        """Memberships by user name. Leaving the plan ends a membership, never the user; a
+        member who stays keeps their own settings (e-mail digests), which the file does not
+        carry."""
+        nodes = list(self.top.items("members", MEMBER))
+        names = [node.text("username") for node in nodes]
+        self.usernames = {name for name in names if name}
+        users = _find_users(self.usernames)
+        plan.memberships.exclude(user_id__in=[user.pk for user in users.values()]).delete()
+        existing = {membership.user_id: membership for membership in plan.memberships.all()}
+        claims: dict[str, str] = {}
+        for node, name in zip(nodes, names, strict=True):
+            user = users.get(name) if name else None
+            if name and user is None:
+                self.errors.add(node.path, f'no user "{name}"')
+            elif name in claims:
+                self.errors.add(
+                    node.path, f'"{name}" is already at {claims[name]}; each must be unique'
+                )
+                continue
+            instance = existing.get(user.pk) if user else None
+            old = (instance.role, instance.business_unit) if instance else None
+            entry = Entry(MembershipForm, Membership, node.path)
+            entry.take(node, MEMBER.plain("username"), self.errors)
+            form = MembershipForm(entry.data, instance=instance or Membership(plan=plan, user=user))
+            if check(form, entry, self.errors, {}) and user is not None and name is not None:
+                if old != (form.instance.role, form.instance.business_unit.strip()):
+                    form.save()
+                self.members[name] = form.instance
+                claims[name] = node.path
+
+    def owner_id(self, node: Node) -> int | None:
+        owner = node.get("owner")
+        if owner is None:
+            return None
+        if isinstance(owner, str) and owner in self.members:
+            return self.members[owner].pk
+        if not isinstance(owner, str) or owner not in self.usernames:
+            node.error("owner", f"{quoted(owner)} is not a member of the plan in this file")
+        return None
+
+    # --- choices and their assumptions ------------------------------------------------------
+
+    def write_choices(self, plan: Plan) -> None:
+        nodes = list(self.top.items("choices", CHOICE))
+        self.titles = {_key(node.get("title")) for node in nodes}
+        plan.choices.exclude(title__in=self.titles).delete()
+        existing = {choice.title: choice for choice in plan.choices.all()}
+        claims: dict[str, str] = {}
+        for position, node in enumerate(nodes):
+            key = _key(node.get("title"))
+            taken = {"title": claims[key]} if key in claims else {}
+            instance = (None if taken else existing.get(key)) or StrategicChoice(plan=plan)
+            before = snapshot(instance) if instance.pk else None
+            entry = Entry(ChoiceForm, StrategicChoice, node.path)
+            entry.take(node, CHOICE.plain("stages", "owner", "assumptions"), self.errors)
+            entry.give("stages", node.at("stages"), node.get("stages"), self.stage_ids(node))
+            entry.give("owner", node.at("owner"), node.get("owner"), self.owner_id(node))
+            form = ChoiceForm(entry.data, plan=plan, instance=instance)
+            choice = None
+            if check(form, entry, self.errors, taken):
+                choice = _write(form, before, position)
+                self.choices[key] = choice
+                claims[key] = node.at("title")
+            self.write_assumptions(plan, node, choice)
+
+    def write_assumptions(self, plan: Plan, parent: Node, choice: StrategicChoice | None) -> None:
+        """A choice's assumptions, matched by statement. Those of a choice in error are still
+        checked, against no choice, and not written."""
+        nodes = list(parent.items("assumptions", ASSUMPTION))
+        existing: dict[str, Assumption] = {}
+        if choice is not None and choice.pk:
+            statements = {_key(node.get("statement")) for node in nodes}
+            choice.assumptions.exclude(statement__in=statements).delete()
+            existing = {assumption.statement: assumption for assumption in choice.assumptions.all()}
+        claims: dict[str, str] = {}
+        for position, node in enumerate(nodes):
+            key = _key(node.get("statement"))
+            taken = {"statement": claims[key]} if key in claims else {}
+            instance = (None if taken else existing.get(key)) or Assumption(choice=choice)
+            before = snapshot(instance) if instance.pk else None
+            entry = Entry(AssumptionDataForm, Assumption, node.path)
+            entry.take(node, ASSUMPTION.plain("owner", "test"), self.errors)
+            entry.give("owner", node.at("owner"), node.get("owner"), self.owner_id(node))
+            tested = self.take_test(node, entry)
+            form = AssumptionDataForm(entry.data, plan=plan, instance=instance, tested=tested)
+            if check(form, entry, self.errors, taken) and choice is not None:
+                changes = changed_fields(before, _values(form)) if before else []
+                retested = set(changes) & set(Assumption.TEST_FIELDS)
+                _write(form, before, position, **(NO_VERDICT if retested else {}))
+                claims[key] = node.at("statement")
+
+    def take_test(self, node: Node, entry: Entry) -> bool:
+        """Give the form the assumption's test; without one (omitted or null) it is tracked by
+        hand, and every test field takes the model's default."""
+        written = node.get("test")
+        if not isinstance(written, dict):
+            if written is not None:
+                node.error("test", f"must be an object {{…}}, not {kind_of(written)}")
+            for name in Assumption.TEST_FIELDS:
+                entry.give(name, node.at("test"), None, _default(Assumption, name))
+            return False
+        test = Node(written, node.at("test"), TEST, self.errors)
+        entry.take(test, TEST.plain("threshold"), self.errors)
+        self.take_thresholds(test, entry)
+        return True
+
+    def take_thresholds(self, test: Node, entry: Entry) -> None:
+        """The file writes a test's thresholds as one value: a number, or [low, high] for
+        "between"; which of the two depends on the comparator."""
+        place, value, comparator = (
+            test.at("threshold"),
+            test.get("threshold"),
+            test.get("comparator"),
+        )
+        low = high = None
+        if comparator not in Comparator.values:
+            self.errors.quiet(place)  # the comparator's own error says what is wrong
+        elif comparator == Comparator.BETWEEN:
+            if not (isinstance(value, list) and len(value) == 2 and all(map(is_number, value))):
+                self.errors.add(
+                    place, f'"between" takes [low, high], two numbers, not {kind_of(value)}'
+                )
+            elif value[0] > value[1]:
+                self.errors.add(
+                    place, f"the high threshold {value[1]} is below the low one {value[0]}"
+                )
+            else:
+                low, high = value
+        elif not is_number(value):
+            self.errors.add(place, f'"{comparator}" takes one number, not {kind_of(value)}')
+        else:
+            low = value
+        entry.give("threshold", place, value, low)
+        entry.give("threshold_high", place, value, high)
+
+    # --- BT initiatives ---------------------------------------------------------------------
+
+    def write_initiatives(self, plan: Plan) -> None:
+        nodes = list(self.top.items("bt_initiatives", INITIATIVE))
+        plan.bt_initiatives.exclude(title__in={_key(node.get("title")) for node in nodes}).delete()
+        existing = {initiative.title: initiative for initiative in plan.bt_initiatives.all()}
+        claims: dict[str, str] = {}
+        for position, node in enumerate(nodes):
+            key = _key(node.get("title"))
+            taken = {"title": claims[key]} if key in claims else {}
+            instance = (None if taken else existing.get(key)) or BTInitiative(plan=plan)
+            before = snapshot(instance) if instance.pk else None
+            entry = Entry(InitiativeForm, BTInitiative, node.path)
+            entry.take(node, INITIATIVE.plain("stages", "choices"), self.errors)
+            entry.give("stages", node.at("stages"), node.get("stages"), self.stage_ids(node))
+            entry.give("choices", node.at("choices"), node.get("choices"), self.choice_ids(node))
+            form = InitiativeForm(entry.data, plan=plan, instance=instance)
+            if check(form, entry, self.errors, taken):
+                _write(form, before, position)
+                claims[key] = node.at("title")
+
+    def choice_ids(self, node: Node) -> list[int]:
+        ids = []
+        for place, title in node.values("choices"):
+            key = _key(title) if isinstance(title, str) else None
+            if key in self.choices:
+                ids.append(self.choices[key].pk)
+            elif key not in self.titles:  # a choice in error is said once, at the choice
+                self.errors.add(place, f"{quoted(title)} is not the title of a choice in this file")
+        return ids
+
+
+def _key(value: Any) -> str:
+    """What an item is matched by: its name as its form stores it (around spaces dropped)."""
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _values(form: ItemForm) -> dict[str, Any]:
+    """The form's values as the item will hold them, to compare with `snapshot`: the model's
+    clean() may have normalised one (a test's params), so they are read off the instance."""
+    values = form.values()
+    for name in values:
+        if not form.instance._meta.get_field(name).is_relation:
+            values[name] = getattr(form.instance, name)
+    return values
+
+
+def _write(form: ItemForm, before: dict[str, Any] | None, position: int, **extra: Any) -> Any:
+    """Save the checked form's item at `position` (with `extra` values besides the form's);
+    `before` is the item's snapshot before the form, None for a new one. An item the file
+    leaves as it was is not written at all: its version and `updated_at` stay; a changed one
+    goes up a version, so that open boards see it changed."""
+    item = form.instance
+    if before is not None:
+        if not changed_fields(before, _values(form)) and item.position == position:
+            return item
+        item.version = F("version") + 1
+    item = form.save(commit=False)
+    item.position = position
+    for name, value in extra.items():
+        setattr(item, name, value)
+    item.save()
+    form.save_m2m()
+    return item
+
+
+def _find_users(usernames: Iterable[str]) -> dict[str, Any]:
+    """The users by user name, in one query."""
+    user_model = get_user_model()
+    lookup = {f"{user_model.USERNAME_FIELD}__in": list(usernames)}
+    return {user.get_username(): user for user in user_model._default_manager.filter(**lookup)}
+
+
+def _field_problem(error: ValidationError, value: str, max_length: int | None) -> str:
+    """An event type's error (the model field's) in the file's words."""
+    codes = {item.code for item in error.error_list}
+    if "blank" in codes:
+        return "an event type must not be blank"
+    if "max_length" in codes:
+        return f"is {len(value)} characters long; at most {max_length} fit"
+    return " ".join(error.messages)

@@ -1,6 +1,7 @@
-"""Workflows across the planning models, in four modules: `plans` (access, new plans, the
-activity record), `editing` (versioned saves, conflicts, revert), `people` (members,
-comments) and `invitations` (how people join). Services never see `request`."""
+"""Workflows across the planning models, in four modules: `plans` (new plans, the re-test
+schedule, the activity record), `editing` (versioned saves, conflicts, revert), `people`
+(members, comments) and `invitations` (how people join). Services never see `request`, nor
+answer in HTTP: who may see or change a plan is views/access.py."""
 
 from .editing import (
     EDITABLE,
@@ -28,13 +29,10 @@ from .plans import (
     User,
     add_stages,
     create_plan,
-    get_plan_for_user,
     plans_for_user,
     record_activity,
-    require_editor,
-    require_facilitator,
+    save_schedule,
     start_plan,
-    start_plan_from_file,
 )
 
 __all__ = [
@@ -51,7 +49,6 @@ __all__ = [
     "create_item",
     "create_plan",
     "delete_item",
-    "get_plan_for_user",
     "kind_of",
     "label_of",
     "mentioned_members",
@@ -59,11 +56,9 @@ __all__ = [
     "plans_for_user",
     "record_activity",
     "remove_member",
-    "require_editor",
-    "require_facilitator",
     "revert_activity",
     "save_item",
+    "save_schedule",
     "snapshot",
     "start_plan",
-    "start_plan_from_file",
 ]

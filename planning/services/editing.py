@@ -6,60 +6,45 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import F
 
-from lifecycle.models import Stage
-
+from .. import kinds
+from ..kinds import KINDS
 from ..models import (
-    DUPLICATE_CHOICE_TITLE,
-    DUPLICATE_INITIATIVE_TITLE,
-    DUPLICATE_STAGE_NAME,
-    DUPLICATE_STATEMENT,
     Activity,
     Assumption,
-    BTInitiative,
-    Membership,
     Plan,
     StrategicChoice,
 )
 from .plans import record_activity
 
-User = AbstractBaseUser | AnonymousUser
-
 # --- editing items together: snapshots, versioned saves, conflicts, revert ---------------------
-
-# The fields a member edits on each kind of item, in form order. Snapshots and activity
-# before/after use them, so what a conflict or a revert shows is what the forms show.
-EDITABLE: dict[str, list[str]] = {
-    "choice": ["title", "stages", "owner", "business_unit", "horizon", "status", "rationale"],
-    "assumption": ["statement", "importance", "evidence", "owner", *Assumption.TEST_FIELDS],
-    "initiative": ["title", "stages", "choices", "cost_estimate", "status"],
-    "stage": ["name"],
-}
-MANY = {"stages", "choices"}
-MODELS: dict[str, type[models.Model]] = {
-    "choice": StrategicChoice,
-    "assumption": Assumption,
-    "initiative": BTInitiative,
-    "stage": Stage,
-}
+# What each kind of item is (its model, editable fields, unique name, parent) is said once, in
+# planning/kinds.py; these views of it stay for the callers that read them.
+EDITABLE: dict[str, list[str]] = {kind.name: list(kind.editable) for kind in KINDS.values()}
+MODELS: dict[str, type[models.Model]] = {kind.name: kind.model for kind in KINDS.values()}
 
 
 def kind_of(item: models.Model) -> str:
-    return next(kind for kind, model in MODELS.items() if isinstance(item, model))
+    return kinds.kind_of(item).name
+
+
+def _field(item_or_model: Any, name: str) -> Any:
+    return item_or_model._meta.get_field(name)
 
 
 def snapshot(item: models.Model) -> dict[str, Any]:
     """The item's editable values as plain JSON values (ids for relations)."""
     values: dict[str, Any] = {}
-    for name in EDITABLE[kind_of(item)]:
-        if name in MANY:
+    for name in kinds.kind_of(item).editable:
+        field = _field(item, name)
+        if field.many_to_many:
             values[name] = sorted(getattr(item, name).values_list("pk", flat=True))
-        elif name == "owner":
-            values[name] = item.owner_id  # type: ignore[attr-defined]
+        elif field.is_relation:
+            values[name] = getattr(item, field.attname)
         else:
             value = getattr(item, name)
             values[name] = str(value) if isinstance(value, Decimal) else value
@@ -67,18 +52,17 @@ def snapshot(item: models.Model) -> dict[str, Any]:
 
 
 def label_of(item: models.Model) -> str:
-    return str(getattr(item, "title", None) or getattr(item, "statement", None) or item)
+    return str(getattr(item, kinds.kind_of(item).unique, None) or item)
 
 
 def _apply(item: models.Model, values: dict[str, Any]) -> None:
     many = {}
     for name, value in values.items():
-        if name in MANY:
+        field = _field(item, name)
+        if field.many_to_many:
             many[name] = value
-        elif name == "owner":
-            item.owner_id = value  # type: ignore[attr-defined]
         else:
-            setattr(item, name, value)
+            setattr(item, field.attname, value)
     item.full_clean(exclude=["plan", "choice"], validate_unique=False, validate_constraints=False)
     item.version = F("version") + 1  # type: ignore[attr-defined]
     _save_unique(item)
@@ -146,7 +130,7 @@ def _save(
 ) -> tuple[models.Model | Conflict, Activity | None]:
     model = type(item)
     with transaction.atomic():
-        current = model.objects.select_for_update().get(pk=item.pk)
+        current = model._default_manager.select_for_update().get(pk=item.pk)
         now = snapshot(current)
         mine_changed = [f for f in changed_fields(base, mine) if f in now]
         if current.version != base_version:  # type: ignore[attr-defined]
@@ -190,19 +174,18 @@ def create_item(
 def _create(
     kind: str, plan: Plan, actor: User, values: dict[str, Any], **parent: Any
 ) -> tuple[models.Model, Activity]:
-    model = MODELS[kind]
-    scalars = {k: v for k, v in values.items() if k not in MANY}
-    if "owner" in scalars:
-        scalars["owner_id"] = scalars.pop("owner")
-    owner = {} if kind == "assumption" else {"plan": plan}
+    spec = KINDS[kind]
+    many = spec.many
+    scalars = {_field(spec.model, k).attname: v for k, v in values.items() if k not in many}
+    owner = {} if spec.parent else {"plan": plan}
     with transaction.atomic():
-        siblings = _siblings(kind, plan, parent)
-        item = model(**owner, **parent, **scalars, position=siblings.count())
+        item = spec.model(**owner, **parent, **scalars)
+        item.position = spec.siblings(item).count()  # type: ignore[attr-defined]
         item.full_clean(
             exclude=["plan", "choice"], validate_unique=False, validate_constraints=False
         )
         _save_unique(item)
-        for name in MANY & set(values):
+        for name in many & set(values):
             getattr(item, name).set(values[name])
         entry = record_activity(
             plan,
@@ -214,15 +197,6 @@ def _create(
             after=snapshot(item),
         )
     return item, entry
-
-
-# Each kind's name that is unique among its siblings, and what its form says of a duplicate.
-UNIQUE_NAME: dict[str, tuple[str, str]] = {
-    "choice": ("title", DUPLICATE_CHOICE_TITLE),
-    "assumption": ("statement", DUPLICATE_STATEMENT),
-    "initiative": ("title", DUPLICATE_INITIATIVE_TITLE),
-    "stage": ("name", DUPLICATE_STAGE_NAME),
-}
 
 
 class NameTaken(ValidationError):
@@ -237,21 +211,12 @@ def _save_unique(item: models.Model) -> None:
         with transaction.atomic():  # a savepoint: the transaction goes on after the refusal
             item.save()
     except IntegrityError:
-        kind = kind_of(item)
-        field, message = UNIQUE_NAME[kind]
-        parent = "choice_id" if kind == "assumption" else "plan_id"
-        # Stage names are unique whatever their case.
-        lookup = f"{field}__iexact" if kind == "stage" else field
-        siblings = {parent: getattr(item, parent), lookup: getattr(item, field)}
-        if MODELS[kind]._default_manager.filter(**siblings).exclude(pk=item.pk).exists():
-            raise NameTaken({field: message}) from None
+        spec = kinds.kind_of(item)
+        lookup = f"{spec.unique}__iexact" if spec.unique_ignores_case else spec.unique
+        taken = spec.siblings(item).filter(**{lookup: getattr(item, spec.unique)})
+        if taken.exclude(pk=item.pk).exists():
+            raise NameTaken({spec.unique: spec.duplicate}) from None
         raise
-
-
-def _siblings(kind: str, plan: Plan, parent: dict[str, Any]):
-    if kind == "assumption":
-        return Assumption.objects.filter(**parent)
-    return MODELS[kind].objects.filter(plan=plan)
 
 
 def delete_item(item: models.Model, actor: User) -> Activity:
@@ -260,9 +225,10 @@ def delete_item(item: models.Model, actor: User) -> Activity:
     plan = _plan_of(item)
     with transaction.atomic():
         # Locked, so that what the activity keeps is what was deleted, not an older version.
-        item = type(item).objects.select_for_update().get(pk=item.pk)
+        item = type(item)._default_manager.select_for_update().get(pk=item.pk)
         before = snapshot(item)
-        before["_parent"] = item.choice_id if isinstance(item, Assumption) else None
+        spec = kinds.kind_of(item)
+        before["_parent"] = getattr(item, spec.parent_field) if spec.parent else None
         if isinstance(item, Assumption):
             before["_verdict"] = _verdict(item)
         if isinstance(item, StrategicChoice):
@@ -292,11 +258,8 @@ def move_item(item: models.Model, actor: User, direction: int) -> None:
     """Move a choice, assumption, initiative or stage one place up (-1) or down (+1)."""
     kind = kind_of(item)
     plan = _plan_of(item)
-    parent = {"choice_id": item.choice_id} if isinstance(item, Assumption) else {}
     with transaction.atomic():
-        siblings = list(
-            _siblings(kind, plan, parent).select_for_update().order_by("position", "id")
-        )
+        siblings = list(KINDS[kind].siblings(item).select_for_update().order_by("position", "id"))
         index = next(i for i, s in enumerate(siblings) if s.pk == item.pk)
         target = index + direction
         if not 0 <= target < len(siblings):
@@ -304,7 +267,7 @@ def move_item(item: models.Model, actor: User, direction: int) -> None:
         siblings[index], siblings[target] = siblings[target], siblings[index]
         for position, sibling in enumerate(siblings):
             if sibling.position != position:
-                type(sibling).objects.filter(pk=sibling.pk).update(
+                type(sibling)._default_manager.filter(pk=sibling.pk).update(
                     position=position, version=F("version") + 1
                 )
         record_activity(
@@ -347,19 +310,19 @@ def _revert(activity: Activity, actor: User) -> Activity:
     kind = activity.item_type
     model = MODELS[kind]
     if activity.action == Activity.Action.CREATED:
-        item = model.objects.filter(pk=activity.item_id).first()
+        item = model._default_manager.filter(pk=activity.item_id).first()
         if item is None:
             raise RevertError("It was deleted already.")
         return delete_item(item, actor)
     if activity.action == Activity.Action.DELETED:
         return _restore(kind, activity.plan, actor, activity.before or {})
     if activity.action == Activity.Action.UPDATED:
-        item = model.objects.filter(pk=activity.item_id).first()
+        item = model._default_manager.filter(pk=activity.item_id).first()
         if item is None:
             raise RevertError("The item was deleted since; revert its deletion first.")
         before = {k: v for k, v in (activity.before or {}).items() if k in EDITABLE[kind]}
         after = activity.after or {}
-        _drop_missing(before)
+        _drop_missing(kind, before)
         # Based on what that change left: a field changed again since is a conflict, never
         # silently overwritten; a field changed back already is simply left as it is.
         result, entry = _save(
@@ -381,16 +344,22 @@ def _restore(kind: str, plan: Plan, actor: User, before: dict[str, Any]) -> Acti
     """Create a deleted item again (a choice with its assumptions); the choice's own activity
     is the revert's."""
     values = {k: v for k, v in before.items() if not k.startswith("_")}
-    parent = {"choice_id": before["_parent"]} if kind == "assumption" else {}
-    if kind == "assumption" and not StrategicChoice.objects.filter(pk=before["_parent"]).exists():
-        raise RevertError("Its choice was deleted since; revert that deletion first.")
-    _drop_missing(values)
+    spec = KINDS[kind]
+    parent = {spec.parent_field: before["_parent"]} if spec.parent else {}
+    if (
+        spec.parent
+        and not KINDS[spec.parent].model._default_manager.filter(pk=before["_parent"]).exists()
+    ):
+        raise RevertError(
+            f"Its {KINDS[spec.parent].label} was deleted since; revert that deletion first."
+        )
+    _drop_missing(kind, values)
     item, entry = _create(kind, plan, actor, values, **parent)
     if kind == "assumption":
         _restore_verdict(item.pk, before.get("_verdict"))
     for nested in before.get("_assumptions", []):
         nested_values = {k: v for k, v in nested.items() if not k.startswith("_")}
-        _drop_missing(nested_values)
+        _drop_missing("assumption", nested_values)
         assumption = create_item("assumption", plan, actor, nested_values, choice_id=item.pk)
         _restore_verdict(assumption.pk, nested.get("_verdict"))
     return entry
@@ -403,10 +372,15 @@ def _restore_verdict(pk: int, verdict: dict[str, Any] | None) -> None:
         )
 
 
-def _drop_missing(values: dict[str, Any]) -> None:
+def _drop_missing(kind: str, values: dict[str, Any]) -> None:
     """Relations to things deleted since are left empty rather than failing the revert."""
-    if values.get("owner") and not Membership.objects.filter(pk=values["owner"]).exists():
-        values["owner"] = None
-    for name in MANY & set(values):
-        model = Stage if name == "stages" else StrategicChoice
-        values[name] = list(model.objects.filter(pk__in=values[name]).values_list("pk", flat=True))
+    model = KINDS[kind].model
+    for name in list(values):
+        field = _field(model, name)
+        if not field.is_relation or not values[name]:
+            continue
+        related = field.related_model._default_manager
+        if field.many_to_many:
+            values[name] = list(related.filter(pk__in=values[name]).values_list("pk", flat=True))
+        elif not related.filter(pk=values[name]).exists():
+            values[name] = None

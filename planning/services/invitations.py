@@ -232,11 +232,11 @@ def accept_invitation(invitation: Invitation, user: User) -> Membership:
 
 
 @transaction.atomic
-def decline_invitation(invitation: Invitation, user: User) -> None:
-    """Anyone holding the link may decline (it went to the invited address); a signed-in
-    account of another address may not."""
+def decline_invitation(invitation: Invitation, user: User | None) -> None:
+    """Anyone holding the link may decline (it went to the invited address), signed in or not
+    (`user` None); a signed-in account of another address may not."""
     invitation = _locked_pending(invitation)
-    if user.is_authenticated and not email_matches(invitation, user):
+    if user is not None and not email_matches(invitation, user):
         raise WrongAccount(invitation.email)
     invitation.declined_at = timezone.now()
     invitation.save(update_fields=["declined_at"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import User
 from django.db import models, transaction
 
 from .. import tasks
@@ -17,8 +17,6 @@ from ..models import (
 )
 from .editing import kind_of, label_of
 from .plans import record_activity
-
-User = AbstractBaseUser | AnonymousUser
 
 # --- comments and @mentions ------------------------------------------------------------------
 

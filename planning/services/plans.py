@@ -1,14 +1,14 @@
-"""Plans and access: who may see and change a plan, new plans, the activity record."""
+"""Plans: new plans, a member's plans, the re-test schedule, the activity record. Who may see
+and change a plan is the views' answer (views/access.py): services raise no HTTP errors."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.core.exceptions import PermissionDenied
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
-from django.http import Http404
 
 from lifecycle.models import DEFAULT_STAGES, Stage
 
@@ -18,34 +18,6 @@ from ..models import (
     Membership,
     Plan,
 )
-
-User = AbstractBaseUser | AnonymousUser
-
-
-def get_plan_for_user(user: User, slug: str) -> tuple[Plan, Membership]:
-    """The plan and the user's membership in it; 404 for anyone who is not a member.
-
-    Every plan URL goes through here. Outsiders learn nothing, not even that the plan exists.
-    """
-    if not user.is_authenticated:
-        raise Http404("No such plan")
-    membership = (
-        Membership.objects.select_related("plan", "user").filter(plan__slug=slug, user=user).first()
-    )
-    if membership is None:
-        raise Http404("No such plan")
-    return membership.plan, membership
-
-
-def require_editor(membership: Membership) -> None:
-    """Observers read; every write they attempt is refused."""
-    if not membership.can_edit:
-        raise PermissionDenied("Observers can read this plan but not change it.")
-
-
-def require_facilitator(membership: Membership) -> None:
-    if not membership.can_manage:
-        raise PermissionDenied("Only a facilitator can change this.")
 
 
 def plans_for_user(user: User):
@@ -72,50 +44,29 @@ def start_plan(user: User, name: str, slug: str) -> Plan:
 
 
 @transaction.atomic
-def start_plan_from_file(user: User, data: dict) -> tuple[Plan, list[str]]:
-    """A new plan from a plan file; its creator is added as facilitator if the file omits them.
-    A file for a plan that exists already is refused here: updating is the facilitators' job.
-    Also gives the user names of the file's other members, who were left out."""
-    from ..planfile import PlanFileError, import_plan
-
-    slug = data.get("slug") if isinstance(data, dict) else None
-    if isinstance(slug, str) and Plan.objects.filter(slug=slug).exists():
-        raise PlanFileError([f'slug: a plan "{slug}" exists already; change the slug in the file'])
-    data, left_out = _only_the_uploader(data, user.get_username())
-    plan, _ = import_plan(data, actor=user)
-    Membership.objects.get_or_create(plan=plan, user=user, defaults={"role": "facilitator"})
-    return plan, left_out
-
-
-def _only_the_uploader(data: Any, username: str) -> tuple[Any, list[str]]:
-    """The file with no member but its uploader, and no owner but them. From the web, a file
-    must not put people in a plan (joining is their own act: an invitation they accept), nor
-    tell its uploader which user names exist. `manage.py import_plan` (staff) keeps them all."""
-    if not isinstance(data, dict) or not isinstance(data.get("members"), list):
-        return data, []
-    named = [m.get("username") if isinstance(m, dict) else None for m in data["members"]]
-    left_out = [name for name in named if isinstance(name, str) and name != username]
-    kept = [m for m, name in zip(data["members"], named, strict=True) if name == username]
-    data = {**data, "members": kept}
-    if isinstance(data.get("choices"), list):
-        data["choices"] = [_without_other_owners(c, username) for c in data["choices"]]
-    return data, left_out
+def save_schedule(plan: Plan, actor: User, cleaned_data: Mapping[str, Any]) -> Plan:
+    """Set the plan's re-test schedule from a valid ScheduleForm (its next re-test follows, see
+    Plan.save) and record the change in the plan's activity. The saved plan comes back."""
+    stored = Plan.objects.select_for_update().get(pk=plan.pk)  # "before" is what was saved
+    before = _schedule_of(stored)
+    for name in Plan.SCHEDULE_FIELDS:
+        setattr(stored, name, cleaned_data[name])
+    stored.save(update_fields=[*Plan.SCHEDULE_FIELDS, "next_retest_at", "updated_at"])
+    record_activity(
+        stored,
+        actor,
+        "updated",
+        "schedule",
+        item_id=stored.pk,
+        item_label=stored.schedule_display,
+        before=before,
+        after=_schedule_of(stored),
+    )
+    return stored
 
 
-def _without_other_owners(choice: Any, username: str) -> Any:
-    if not isinstance(choice, dict):
-        return choice
-    choice = {**choice}
-    if choice.get("owner") not in (None, username):
-        choice["owner"] = None
-    if isinstance(choice.get("assumptions"), list):
-        choice["assumptions"] = [
-            {**a, "owner": None}
-            if isinstance(a, dict) and a.get("owner") not in (None, username)
-            else a
-            for a in choice["assumptions"]
-        ]
-    return choice
+def _schedule_of(plan: Plan) -> dict[str, str]:
+    return {name: str(getattr(plan, name)) for name in Plan.SCHEDULE_FIELDS}
 
 
 def add_stages(plan: Plan, names: list[str]) -> list[Stage]:

@@ -8,7 +8,6 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import BadRequest, ValidationError
-from django.db.models import Count
 from django.forms import BaseForm
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,15 +15,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from lifecycle.models import Stage
-
-from ..forms import (
-    ITEM_FORMS,
-)
-from ..http import HtmxHttpRequest
+from ..http import AuthenticatedHttpRequest, HtmxHttpRequest
+from ..kinds import KINDS
 from ..models import (
-    Assumption,
-    BTInitiative,
     Membership,
     Plan,
     StrategicChoice,
@@ -35,49 +28,26 @@ from ..services import (
     changed_fields,
     create_item,
     delete_item,
-    get_plan_for_user,
     kind_of,
     label_of,
     move_item,
-    require_editor,
-    require_facilitator,
     save_item,
     snapshot,
 )
-from .pages import _card_assumptions
+from .access import get_plan_for_user, require_editor, require_facilitator
+from .pages import card_assumptions
 
 # --- editing the board in place ----------------------------------------------------------------
 # One set of views serves choices, assumptions, initiatives and stages. With HTMX they answer
 # with fragments; without JavaScript the same URLs render whole pages and redirect after a save.
 
-ITEM_QUERYSETS = {
-    "choice": lambda plan: (
-        StrategicChoice.objects.filter(plan=plan)
-        .select_related("owner__user")
-        .annotate(comment_count=Count("comments"))
-    ),
-    "assumption": lambda plan: (
-        Assumption.objects.filter(choice__plan=plan)
-        .select_related("choice", "owner__user")
-        .annotate(comment_count=Count("comments"))
-    ),
-    "initiative": lambda plan: BTInitiative.objects.filter(plan=plan),
-    "stage": lambda plan: Stage.objects.filter(plan=plan),
-}
-KIND_NAMES = {
-    "choice": "strategic choice",
-    "assumption": "assumption",
-    "initiative": "BT initiative",
-    "stage": "stage",
-}
-
 
 def _item(plan: Plan, kind: str, pk: int):
-    return get_object_or_404(ITEM_QUERYSETS[kind](plan), pk=pk)
+    return get_object_or_404(KINDS[kind].of_plan(plan), pk=pk)
 
 
 def _require_rights(kind: str, membership: Membership) -> None:
-    (require_facilitator if kind == "stage" else require_editor)(membership)
+    (require_facilitator if KINDS[kind].facilitators_only else require_editor)(membership)
 
 
 def _board_url(plan: Plan, item=None, stage_id: str | None = None) -> str:
@@ -100,10 +70,10 @@ def _card_stage(item, stage_id: str | None) -> str:
 def item_anchor(item, stage_id: str | None = None) -> str:
     """The id of the item's card on the board page. A choice has a card in every stage it
     targets, so its id (and its assumptions') names the stage."""
-    kind = kind_of(item)
-    if kind in {"choice", "assumption"}:
-        return f"{kind}-{item.pk}-in-{_card_stage(item, stage_id)}"
-    return f"{kind}-{item.pk}"
+    kind = KINDS[kind_of(item)]
+    if kind.per_column:
+        return f"{kind.name}-{item.pk}-in-{_card_stage(item, stage_id)}"
+    return f"{kind.name}-{item.pk}"
 
 
 def _stage_in(request: HtmxHttpRequest) -> str | None:
@@ -118,7 +88,7 @@ def _form_context(
         "plan": plan,
         "membership": membership,
         "kind": kind,
-        "kind_name": KIND_NAMES[kind],
+        "kind_name": KINDS[kind].label,
         "form": form,
         "item": item,
         "parent": parent,
@@ -136,37 +106,31 @@ def _render_item(
     stage_id = _stage_in(request)
     if not request.htmx:
         return redirect(_board_url(plan, item, stage_id))
-    kind = kind_of(item)
+    kind = KINDS[kind_of(item)]
+    if kind.name == "choice":  # its card shows its assumptions too
+        item = kind.of_plan(plan).prefetch_related(card_assumptions()).get(pk=item.pk)
     context = {
         "plan": plan,
         "membership": membership,
         "item": item,
-        "stage_id": _card_stage(item, stage_id) if kind in {"choice", "assumption"} else None,
+        kind.name: item,  # the board's partial for the kind names it so
+        "stage_id": _card_stage(item, stage_id) if kind.per_column else None,
     }
-    if kind == "choice":
-        context["choice"] = (
-            ITEM_QUERYSETS["choice"](plan).prefetch_related(_card_assumptions()).get(pk=item.pk)
-        )
-    elif kind == "assumption":
-        context["assumption"] = item
-    elif kind == "initiative":
-        context["initiative"] = item
-    else:
-        context["stage"] = item
-    return render(request, f"planning/board.html#{kind}_item", context, status=status)
+    return render(request, f"planning/board.html#{kind.name}_item", context, status=status)
 
 
 @require_http_methods(["GET", "POST"])
 @login_required
 def item_new(
-    request: HtmxHttpRequest, slug: str, kind: str, parent_pk: int | None = None
+    request: AuthenticatedHttpRequest, slug: str, kind: str, parent_pk: int | None = None
 ) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     _require_rights(kind, membership)
-    parent = _item(plan, "choice", parent_pk) if kind == "assumption" else None
-    instance = ITEM_FORMS[kind]._meta.model(**({"choice": parent} if parent else {"plan": plan}))
+    spec = KINDS[kind]
+    parent = _item(plan, spec.parent, parent_pk) if spec.parent and parent_pk else None
+    instance = spec.model(**({spec.parent: parent} if spec.parent else {"plan": plan}))
     initial = {"stages": [request.GET["stage"]]} if request.GET.get("stage", "").isdigit() else {}
-    form = ITEM_FORMS[kind](
+    form = spec.form(
         request.POST if request.method == "POST" else None,
         plan=plan,
         instance=instance,
@@ -176,13 +140,17 @@ def item_new(
         values = form.values()
         try:
             item = create_item(
-                kind, plan, request.user, values, **({"choice_id": parent.pk} if parent else {})
+                kind,
+                plan,
+                request.user,
+                values,
+                **({spec.parent_field: parent.pk} if parent else {}),
             )
         except ValidationError as error:  # the title was taken since the form checked it
             add_errors(form, error)
         else:
-            if kind == "stage" and request.htmx:
-                return HttpResponseClientRefresh()  # a new column: the board is laid out again
+            if not spec.refreshes_alone and request.htmx:
+                return HttpResponseClientRefresh()  # e.g. a new column: the board is laid out again
             return _render_item(request, plan, membership, item)
     context = _form_context(request, plan, membership, kind, form, parent=parent)
     status = 422 if form.errors else 200
@@ -192,11 +160,11 @@ def item_new(
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def item_edit(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+def item_edit(request: AuthenticatedHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     _require_rights(kind, membership)
     item = _item(plan, kind, pk)
-    form = ITEM_FORMS[kind](
+    form = KINDS[kind].form(
         request.POST if request.method == "POST" else None, plan=plan, instance=item
     )
     if request.method == "GET":
@@ -228,7 +196,7 @@ def item_edit(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpRe
         # The form comes back with my changes over their current values: "Keep mine" saves
         # it as is, and fields only they changed keep their version.
         merged = merge_for_form(base, result)
-        merge_form = ITEM_FORMS[kind](plan=plan, instance=result.current, initial=merged)
+        merge_form = KINDS[kind].form(plan=plan, instance=result.current, initial=merged)
         context = _form_context(
             request,
             plan,
@@ -312,7 +280,7 @@ def describe_value(form, name: str, value) -> str:
 
 @require_GET
 @login_required
-def item_view(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+def item_view(request: AuthenticatedHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
     """The item alone: what Cancel and live updates fetch."""
     plan, membership = get_plan_for_user(request.user, slug)
     item = _item(plan, kind, pk)
@@ -323,7 +291,7 @@ def item_view(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpRe
 
 @require_POST
 @login_required
-def item_delete(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+def item_delete(request: AuthenticatedHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     _require_rights(kind, membership)
     item = _item(plan, kind, pk)
@@ -337,7 +305,7 @@ def item_delete(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> Http
 
 @require_POST
 @login_required
-def item_move(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+def item_move(request: AuthenticatedHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     _require_rights(kind, membership)
     item = _item(plan, kind, pk)
@@ -352,7 +320,7 @@ def item_move(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpRe
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def comments(request: HtmxHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
+def comments(request: AuthenticatedHttpRequest, slug: str, kind: str, pk: int) -> HttpResponse:
     """The comments on a choice or an assumption, and a box to add one (@name mentions)."""
     plan, membership = get_plan_for_user(request.user, slug)
     target = _item(plan, kind, pk)

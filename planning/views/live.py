@@ -9,10 +9,8 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import live
-from ..http import HtmxHttpRequest
-from ..services import (
-    get_plan_for_user,
-)
+from ..http import AuthenticatedHttpRequest
+from .access import get_plan_for_user
 
 # --- live: the event stream and presence --------------------------------------------------------
 
@@ -21,14 +19,17 @@ RETRY_AFTER_SECONDS = 30
 
 @require_GET
 @login_required
-async def events(request: HtmxHttpRequest, slug: str) -> HttpResponse | StreamingHttpResponse:
+async def events(
+    request: AuthenticatedHttpRequest, slug: str
+) -> HttpResponse | StreamingHttpResponse:
     """Server-sent events for an open board. Served through ASGI: an open stream costs no
     thread. Outsiders get 404 here like everywhere."""
     user = await request.auser()
+    assert user.is_authenticated  # login_required
     plan, _ = await sync_to_async(get_plan_for_user)(user, slug)
     seen = request.headers.get("Last-Event-ID") or request.GET.get("v") or ""
     try:
-        events = live.stream(plan.pk, user.pk, int(seen) if seen.isdigit() else None)
+        events = live.stream(plan.pk, user.id, int(seen) if seen.isdigit() else None)
     except live.Full as full:
         # The board shows this text and tries again after Retry-After.
         return HttpResponse(
@@ -45,7 +46,7 @@ async def events(request: HtmxHttpRequest, slug: str) -> HttpResponse | Streamin
 
 @require_POST
 @login_required
-def presence(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+def presence(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """What this open board is editing now (an item key, or nothing)."""
     plan, _ = get_plan_for_user(request.user, slug)
     connection = request.POST.get("connection", "")

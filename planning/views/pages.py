@@ -6,7 +6,6 @@ from collections import defaultdict
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.db.models import Count, Prefetch, Q
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,7 +16,8 @@ from ..forms import (
     NewPlanForm,
     ScheduleForm,
 )
-from ..http import HtmxHttpRequest
+from ..http import AuthenticatedHttpRequest, HtmxHttpRequest
+from ..kinds import KINDS
 from ..models import (
     Activity,
     Assumption,
@@ -29,18 +29,15 @@ from ..models import (
     Role,
     StrategicChoice,
 )
-from ..planfile import PlanFileError, export_plan, load_plan_file
+from ..planfile import PlanFileError, export_plan, load_plan_file, start_plan_from_file
 from ..services import (
     RevertError,
-    get_plan_for_user,
     plans_for_user,
-    record_activity,
-    require_editor,
-    require_facilitator,
     revert_activity,
+    save_schedule,
     start_plan,
-    start_plan_from_file,
 )
+from .access import get_plan_for_user, require_editor, require_facilitator
 
 
 @require_GET
@@ -50,7 +47,7 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def plan_list(request: HtmxHttpRequest) -> HttpResponse:
+def plan_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     plans = plans_for_user(request.user).annotate(
         choice_count=Count("choices", distinct=True),
         member_count=Count("memberships", distinct=True),
@@ -70,7 +67,7 @@ BOARD_FILTERS = ("bu", "owner", "status", "horizon")
 
 @require_GET
 @login_required
-def board(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+def board(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     filters = {name: request.GET.get(name, "") for name in BOARD_FILTERS}
     choices = _board_choices(plan, filters)
@@ -112,7 +109,7 @@ def board(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     return render(request, template, context)
 
 
-def _card_assumptions() -> Prefetch:
+def card_assumptions() -> Prefetch:
     """A card's assumptions as the board shows them: in order, with owners and comment counts."""
     assumptions = (
         Assumption.objects.select_related("owner__user")
@@ -127,7 +124,7 @@ def _board_choices(plan: Plan, filters: dict[str, str]):
         StrategicChoice.objects.filter(plan=plan)
         .select_related("owner__user")
         .annotate(comment_count=Count("comments"))
-        .prefetch_related("stages", _card_assumptions())
+        .prefetch_related("stages", card_assumptions())
         .order_by("position", "id")
     )
     if filters["bu"]:
@@ -143,7 +140,7 @@ def _board_choices(plan: Plan, filters: dict[str, str]):
 
 @require_GET
 @login_required
-def activity(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+def activity(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """Every change to the plan, newest first, by item and by person; each can be reverted."""
     plan, membership = get_plan_for_user(request.user, slug)
     entries = Activity.objects.filter(plan=plan).select_related("actor", "reverts")
@@ -173,17 +170,14 @@ def activity(request: HtmxHttpRequest, slug: str) -> HttpResponse:
             "people": people,
             "filters": {"type": item_type, "item": item_id, "person": actor},
             "types": [
-                ("choice", "Choices"),
-                ("assumption", "Assumptions"),
-                ("initiative", "Initiatives"),
-                ("stage", "Stages"),
+                *((kind.name, kind.plural.capitalize()) for kind in KINDS.values()),
                 ("comment", "Comments"),
                 ("member", "Members"),
                 ("invitation", "Invitations"),
                 ("plan", "Plan"),
                 ("schedule", "Schedule"),
             ],
-            "revertible": {"choice", "assumption", "initiative", "stage"},
+            "revertible": set(KINDS),
         },
     )
 
@@ -254,7 +248,7 @@ def _short(value) -> str:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def plan_settings(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+def plan_settings(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """The re-test schedule (facilitators) and each member's own e-mail preferences."""
     plan, membership = get_plan_for_user(request.user, slug)
     schedule = ScheduleForm(instance=plan, prefix="schedule")
@@ -262,22 +256,9 @@ def plan_settings(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         if "schedule-retest_cadence" in request.POST:
             require_facilitator(membership)
-            before = {f: str(getattr(plan, f)) for f in ScheduleForm.Meta.fields}
             schedule = ScheduleForm(request.POST, instance=plan, prefix="schedule")
             if schedule.is_valid():
-                with transaction.atomic():
-                    plan = schedule.save()
-                    after = {f: str(getattr(plan, f)) for f in ScheduleForm.Meta.fields}
-                    record_activity(
-                        plan,
-                        request.user,
-                        "updated",
-                        "schedule",
-                        item_id=plan.pk,
-                        item_label=plan.schedule_display,
-                        before=before,
-                        after=after,
-                    )
+                plan = save_schedule(plan, request.user, schedule.cleaned_data)
                 messages.success(request, f"Re-test schedule saved: {plan.schedule_display}.")
                 return redirect("planning:settings", slug=plan.slug)
         else:
@@ -304,7 +285,7 @@ def _left_out_message(names: list[str]) -> str:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def new_plan(request: HtmxHttpRequest) -> HttpResponse:
+def new_plan(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = NewPlanForm()
     file_errors: list[str] = []
     if request.method == "POST":
@@ -338,7 +319,7 @@ def new_plan(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def plan_file(request: HtmxHttpRequest, slug: str) -> JsonResponse:
+def plan_file(request: AuthenticatedHttpRequest, slug: str) -> JsonResponse:
     """The plan as a file (DOMAIN §6), to keep, share or start another plan from."""
     plan, _ = get_plan_for_user(request.user, slug)
     response = JsonResponse(
@@ -350,7 +331,7 @@ def plan_file(request: HtmxHttpRequest, slug: str) -> JsonResponse:
 
 @require_POST
 @login_required
-def activity_revert(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
+def activity_revert(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)
     entry = get_object_or_404(Activity, plan=plan, pk=pk)

@@ -14,14 +14,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from ..forms import AccountForm, InvitationForm, MembershipForm
-from ..http import HtmxHttpRequest
+from ..http import AuthenticatedHttpRequest, HtmxHttpRequest
 from ..models import Invitation, Membership, Plan, Role
 from ..services import (
     MemberError,
     change_member,
-    get_plan_for_user,
     remove_member,
-    require_facilitator,
 )
 from ..services.invitations import (
     InvitationGone,
@@ -37,13 +35,14 @@ from ..services.invitations import (
     resend_invitation,
     revoke_invitation,
 )
+from .access import get_plan_for_user, require_facilitator
 
 # --- the members page ----------------------------------------------------------------------------
 
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def members(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+def members(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """Who is in the plan and who is invited; facilitators invite people by e-mail."""
     plan, membership = get_plan_for_user(request.user, slug)
     form = InvitationForm()
@@ -96,7 +95,7 @@ def _members_page(
 
 @require_POST
 @login_required
-def member_change(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
+def member_change(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     require_facilitator(membership)
     target = get_object_or_404(plan.memberships.select_related("user", "plan"), pk=pk)
@@ -111,7 +110,9 @@ def member_change(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
             )
             messages.success(request, f"Saved {target.display_name}.")
         else:
-            messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+            messages.error(
+                request, " ".join(str(e) for errors in form.errors.values() for e in errors)
+            )
     except MemberError as error:
         messages.error(request, str(error))
     return redirect("planning:members", slug=plan.slug)
@@ -119,7 +120,7 @@ def member_change(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def invitation_change(request: HtmxHttpRequest, slug: str, pk: int) -> HttpResponse:
+def invitation_change(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
     """Resend (a new link, a new expiry date) or revoke an invitation."""
     plan, membership = get_plan_for_user(request.user, slug)
     require_facilitator(membership)
@@ -167,8 +168,10 @@ def _answer(request: HtmxHttpRequest, found: Invitation) -> HttpResponse:
         return redirect_to_login(request.get_full_path())
     try:
         if answer == "decline":
-            decline_invitation(found, request.user)
+            signed_in = request.user if request.user.is_authenticated else None
+            decline_invitation(found, signed_in)
             return render(request, "planning/invitation.html", {"declined": found})
+        assert request.user.is_authenticated  # checked above
         membership = accept_invitation(found, request.user)
     except WrongAccount:
         return _invitation_page(request, found, "", status=403)

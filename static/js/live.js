@@ -76,11 +76,7 @@
       again = true;
       return;
     }
-    refreshing = fetch(root.dataset.boardUrl, {headers: {"HX-Request": "true"}, credentials: "same-origin"})
-      .then(function (response) {
-        if (!response.ok) throw new Error(response.status);
-        return response.text();
-      })
+    refreshing = fragment(root.dataset.boardUrl)
       .then(function (html) {
         // A click on its way (Edit, Save…) targets the board as it is: let it land and settle,
         // then refresh.
@@ -99,30 +95,46 @@
 
   // --- refreshing single items: an edit of one card costs one card, not the whole board -----------
 
-  var ALONE = {choice: "choices", assumption: "assumptions", initiative: "initiatives"};
-  // Fields whose change moves a card, or shows elsewhere on the board: those refresh it whole.
-  var PLACING = ["stages", "title", "status", "horizon", "owner", "business_unit"];
-
+  // What to re-fetch is the server's to say: per changed item, the cards (`key`) and the URL
+  // that draws one, or "board" when the edit moved it (planning/live_events.py).
   function itemParts(items) {
-    if (!items || !items.length || filtersActive()) return null;
+    if (!items || !items.length || root.dataset.filtered) return null;
     var parts = [];
     for (var i = 0; i < items.length; i++) {
       var item = items[i];
-      if (!ALONE[item.type] || (item.action !== "updated" && item.action !== "tested")) return null;
-      if (item.type !== "assumption" && item.fields.some(function (f) { return PLACING.indexOf(f) >= 0; })) return null;
-      var nodes = root.querySelectorAll('[data-item="' + item.type + "-" + item.id + '"]:not([data-editing])');
-      if (!nodes.length && !root.querySelector('[data-item="' + item.type + "-" + item.id + '"]')) return null;
+      if (item.refresh !== "item") return null;
+      var selector = '[data-item="' + CSS.escape(item.key) + '"]';
+      var nodes = root.querySelectorAll(selector + ":not([data-editing])");
+      if (!nodes.length && !root.querySelector(selector)) return null;
       Array.prototype.forEach.call(nodes, function (node) {
-        var stage = (node.dataset.key || "").split("-in-")[1];
-        var url = root.dataset.itemUrl.replace("/choices/", "/" + ALONE[item.type] + "/").replace("123456789", item.id);
-        parts.push({node: node, url: url + (stage ? "?in=" + encodeURIComponent(stage) : "")});
+        // A card drawn in several columns says which (`data-column`): it comes back for that one.
+        var column = node.dataset.column;
+        parts.push({node: node, url: item.url + (column ? "?in=" + encodeURIComponent(column) : "")});
       });
     }
     return parts;
   }
 
-  function filtersActive() {
-    return /[?&](bu|owner|status|horizon)=[^&]/.test(root.dataset.boardUrl);
+  // A fragment, asked for the way htmx asks (its headers, the page's CSRF header), without
+  // swapping anything: the caller puts it in place around open forms. A hidden element of its
+  // own is each request's source, so that requests neither queue behind one another nor mark
+  // the board as busy.
+  function fragment(url) {
+    var source = document.createElement("span");
+    source.hidden = true;
+    document.body.appendChild(source);
+    return new Promise(function (resolve, reject) {
+      htmx.ajax("GET", url, {
+        source: source,
+        target: source,
+        swap: "none",
+        handler: function (elt, info) {
+          var status = info.xhr.status;
+          if (status >= 200 && status < 300) resolve(info.xhr.responseText);
+          else reject(new Error(status));
+        },
+      }).catch(reject);
+    }).finally(function () { source.remove(); });
   }
 
   function refreshItems(parts) {
@@ -130,13 +142,7 @@
       again = true;
       return;
     }
-    refreshing = Promise.all(parts.map(function (part) {
-      return fetch(part.url, {headers: {"HX-Request": "true"}, credentials: "same-origin"})
-        .then(function (response) {
-          if (!response.ok) throw new Error(response.status);
-          return response.text();
-        });
-    }))
+    refreshing = Promise.all(parts.map(function (part) { return fragment(part.url); }))
       .then(function (htmls) {
         if (root.querySelector(".htmx-request, .htmx-settling")) {
           again = true;
@@ -303,7 +309,7 @@
       var first = form.querySelector("input:not([type=hidden]), textarea, select");
       if (first) first.focus();
     } else if (closing && e.target.querySelector) {
-      var tool = e.target.querySelector(".tools button, .stage-tools button");
+      var tool = e.target.querySelector(".tools button, [data-tools] button");
       if (tool) tool.focus();
     }
     closing = false;

@@ -232,6 +232,24 @@ def test_the_plan_is_exactly_its_plan_file():
 
 
 @pytest.mark.django_db
+def test_the_demo_plan_is_a_plan_file_the_import_command_reads():
+    """The demo ships its plan as a plan file, not as Python: `manage.py import_plan` makes the
+    same plan from it as `load_demo` does."""
+    for username, *_ in demo.DEMO_USERS:
+        get_user_model().objects.create_user(username)
+    out = io.StringIO()
+
+    call_command("import_plan", str(demo.DEMO_PLAN_FILE), stdout=out)
+
+    assert demo.DEMO_PLAN_FILE.suffix == ".json"
+    assert out.getvalue().startswith(f"Created plan {demo.DEMO_SLUG} ")
+    imported = export_plan(Plan.objects.get(slug=demo.DEMO_SLUG))
+    assert json.loads(demo.DEMO_PLAN_FILE.read_text(encoding="utf-8")) == demo.DEMO_PLAN
+    assert sorted(imported["members"], key=str) == sorted(demo.DEMO_PLAN["members"], key=str)
+    assert {**imported, "members": []} == {**demo.DEMO_PLAN, "members": []}
+
+
+@pytest.mark.django_db
 def test_the_events_are_kept_as_an_import_with_their_file():
     plan = demo.load_demo(customers=SMALL).plan
 

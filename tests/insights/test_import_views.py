@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from insights.models import Event, Import
+from insights.services.uploads import retry_import, start_import
 from lifecycle.models import EventMapping
+from lifecycle.services import map_event_types
 
 pytestmark = pytest.mark.django_db
 
@@ -187,3 +191,130 @@ def test_facilitator_maps_new_event_types_with_suggestions(plan, cmo, facilitato
     assert EventMapping.objects.get(plan=plan).stage == ask
     # Only facilitators change the map.
     assert cmo.client.post(reverse("insights:event_map", args=[plan.slug]), {}).status_code == 403
+
+
+# --- the workflows behind the pages: each status change is one service's (issue 15) -----------
+
+
+def test_a_file_that_cannot_be_imported_is_rejected_by_the_upload_itself(plan, cmo):
+    response = upload(cmo, plan, content="\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", name="photo.csv")
+    record = Import.objects.get()
+    assert response.headers["Location"] == reverse(
+        "insights:import_detail", args=[plan.slug, record.pk]
+    )
+    # Before anyone opens its page: the POST decided, the page only shows it.
+    assert record.status == Import.Status.REJECTED
+    assert record.message.startswith("This is not a CSV text file: it contains binary data")
+    assert record.file.size > 0
+
+
+def test_a_drafts_page_changes_nothing_even_when_its_file_became_unreadable(
+    plan, cmo, settings, django_capture_on_commit_callbacks
+):
+    upload(cmo, plan)  # five columns
+    record = Import.objects.get()
+    settings.IMPORT_MAX_COLUMNS = 4
+    url = reverse("insights:import_detail", args=[plan.slug, record.pk])
+    with CaptureQueriesContext(connection) as queries:
+        page = cmo.client.get(url).content.decode()
+    assert "This file cannot be imported" in page
+    assert "This file has 5 columns; at most 4 are supported." in page
+    assert "<select" not in page
+    written = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("UPDATE")]
+    assert not any("insights_import" in sql for sql in written)
+    record.refresh_from_db()
+    assert (record.status, record.message) == (Import.Status.DRAFT, "")
+    # Starting it (a POST) is what rejects it; nothing is sent to a worker.
+    with django_capture_on_commit_callbacks() as enqueued:
+        assert start(cmo, record).status_code == 302
+    assert enqueued == []
+    record.refresh_from_db()
+    assert (record.status, record.message) == (
+        Import.Status.REJECTED,
+        "This file has 5 columns; at most 4 are supported.",
+    )
+
+
+def test_start_import_starts_a_draft_once(plan, cmo, django_capture_on_commit_callbacks):
+    upload(cmo, plan)
+    record = Import.objects.get()
+    mapping = {"client": "customer_id", "occurred_at": "occurred_at", "event_type": "event_type"}
+    with django_capture_on_commit_callbacks() as enqueued:
+        assert start_import(record, mapping, Import.Mode.SKIP_INVALID)
+        assert not start_import(record, mapping, Import.Mode.ALL_OR_NOTHING)  # a second click
+    assert len(enqueued) == 1
+    record.refresh_from_db()
+    assert (record.status, record.mode, record.mapping) == (
+        Import.Status.PENDING,
+        Import.Mode.SKIP_INVALID,
+        mapping,
+    )
+
+
+def failed_import(plan, persona) -> Import:
+    upload(persona, plan)
+    record = Import.objects.get()
+    Import.objects.filter(pk=record.pk).update(
+        status=Import.Status.FAILED,
+        mapping={"client": "customer_id"},
+        mode=Import.Mode.SKIP_INVALID,
+        message="The import stopped on an unexpected problem.",
+    )
+    return record
+
+
+def test_retry_runs_a_failed_import_again_once(
+    plan, cmo, tasks_inline, django_capture_on_commit_callbacks
+):
+    record = failed_import(plan, cmo)
+    url = reverse("insights:import_retry", args=[plan.slug, record.pk])
+    with django_capture_on_commit_callbacks(execute=True) as enqueued:
+        response = cmo.client.post(url)
+    assert response.status_code == 302
+    assert response.headers["Location"] == reverse(
+        "insights:import_detail", args=[plan.slug, record.pk]
+    )
+    assert len(enqueued) == 1
+    record.refresh_from_db()
+    assert (record.status, record.rows_imported, record.message) == (
+        Import.Status.SUCCEEDED,
+        2,
+        "",
+    )
+    # It has not failed now: retrying again (a second click, the back-office) sends nothing.
+    with django_capture_on_commit_callbacks() as enqueued:
+        cmo.client.post(url)
+        assert not retry_import(record)
+    assert enqueued == []
+    assert Event.objects.count() == 2
+
+
+def test_retry_is_for_editors_and_members_by_post(
+    plan, cmo, observer, outsider, django_capture_on_commit_callbacks
+):
+    record = failed_import(plan, cmo)
+    url = reverse("insights:import_retry", args=[plan.slug, record.pk])
+    with django_capture_on_commit_callbacks() as enqueued:
+        assert cmo.client.get(url).status_code == 405
+        assert observer.client.post(url).status_code == 403
+        assert outsider.client.post(url).status_code == 404
+    assert enqueued == []
+    record.refresh_from_db()
+    assert record.status == Import.Status.FAILED
+
+
+def test_a_facilitator_takes_an_event_type_off_the_map(plan, facilitator):
+    stages = {stage.name: stage for stage in plan.stages.all()}
+    map_event_types(plan.pk, {"visit": stages["Explore"], "chat": stages["Ask"]})
+    response = facilitator.client.post(
+        reverse("insights:event_map", args=[plan.slug]),
+        {"stage_visit": "", "stage_chat": str(stages["Engage"].pk)},
+    )
+    assert response.status_code == 302
+    mapped = dict(EventMapping.objects.filter(plan=plan).values_list("event_type", "stage__name"))
+    assert mapped == {"chat": "Engage"}
+    # The same in lifecycle's own service: None takes a type off the map, names as stored.
+    saved = map_event_types(plan.pk, {" Chat ": None, "Purchase": stages["Buy"]})
+    assert [m.event_type for m in saved] == ["purchase"]
+    mapped = dict(EventMapping.objects.filter(plan=plan).values_list("event_type", "stage__name"))
+    assert mapped == {"purchase": "Buy"}

@@ -15,7 +15,7 @@ from django.urls import reverse
 from insights.models import AssumptionRun, Event, PlanRetest
 from insights.services.retests import retest_assumption_by_id, run_plan_retest, start_plan_retest
 from planning.models import Activity, Assumption, Membership, Plan
-from planning.services import create_plan
+from planning.services import create_plan, save_schedule
 
 from .retest_data import seed_plan
 
@@ -416,6 +416,39 @@ def test_a_facilitator_saves_the_schedule(plan, facilitator):
     )
     page = facilitator.client.get(url).content.decode()
     assert "Re-test schedule saved: Weekly on Mondays at 07:00 Europe/Paris." in page
+
+
+def test_save_schedule_records_what_was_stored_before(plan, facilitator):
+    # A ModelForm validated against the plan has already changed it in memory: "before" is
+    # what the database held, not what the object says.
+    plan.retest_cadence = "daily"
+    data = {
+        "retest_cadence": "weekly",
+        "retest_weekday": 4,
+        "retest_time": dt.time(6, 30),
+        "retest_timezone": "America/New_York",
+    }
+    with time_machine.travel(dt.datetime(2026, 3, 11, 12, 0, tzinfo=UTC), tick=False):
+        saved = save_schedule(plan, facilitator.user, data)
+    stored = Plan.objects.get(pk=plan.pk)
+    weekly = "Weekly on Fridays at 06:30 America/New_York"
+    assert saved.schedule_display == stored.schedule_display == weekly
+    assert stored.next_retest_at == dt.datetime(2026, 3, 13, 10, 30, tzinfo=UTC)
+    assert stored.version == plan.version + 1  # open boards hear of it
+    activity = Activity.objects.get(item_type="schedule")
+    assert activity.actor == facilitator.user
+    assert activity.before == {
+        "retest_cadence": "off",
+        "retest_weekday": "0",
+        "retest_time": "07:00:00",
+        "retest_timezone": "UTC",
+    }
+    assert activity.after == {
+        "retest_cadence": "weekly",
+        "retest_weekday": "4",
+        "retest_time": "06:30:00",
+        "retest_timezone": "America/New_York",
+    }
 
 
 def test_a_bad_time_zone_is_explained(plan, facilitator):

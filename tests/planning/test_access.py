@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
@@ -9,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from planning.models import Plan
-from planning.services import get_plan_for_user, require_editor, require_facilitator
+from planning.views.access import get_plan_for_user, require_editor, require_facilitator
 from tests.conftest import _persona
 
 pytestmark = pytest.mark.django_db
@@ -101,3 +104,22 @@ def test_access_helper_by_persona(plan, cmo, facilitator, observer, outsider):
     with pytest.raises(Http404):
         get_plan_for_user(outsider.user, plan.slug)
     assert Plan.objects.filter(slug=plan.slug).exists()
+
+
+def test_services_never_answer_in_http():
+    """404 and 403 are the views' answer (planning/views/access.py); a service raises errors of
+    its own, so a task, a command or the back-office can call it."""
+    root = Path(__file__).resolve().parents[2]
+    modules = [
+        *sorted((root / "planning" / "services").glob("*.py")),
+        *sorted((root / "insights" / "services").glob("*.py")),
+        root / "lifecycle" / "services.py",
+    ]
+    assert len(modules) > 5
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {alias.name for alias in node.names}
+                where = f"{path.relative_to(root)}: from {node.module} import {names}"
+                assert node.module not in {"django.http", "django.shortcuts"}, where
+                assert "PermissionDenied" not in names, where

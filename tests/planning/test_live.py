@@ -26,6 +26,8 @@ from django.test import AsyncClient, Client
 from django.urls import reverse
 
 from planning import live
+from planning.live import hub as live_hub
+from planning.live import signals as live_signals
 from planning.models import Assumption, Plan, Presence, StrategicChoice
 from planning.services import record_activity, save_item, snapshot
 from tests.conftest import need_service
@@ -105,7 +107,7 @@ def open_stream(plan: Plan, user, last_version: int | None = None) -> Board:
 @pytest.fixture
 def no_polling(monkeypatch):
     """Boards re-read the plan only when signalled: a change heard in time came by signal."""
-    monkeypatch.setattr(live, "POLL_SECONDS", 30.0)
+    monkeypatch.setattr(live_hub, "POLL_SECONDS", 30.0)
 
 
 @pytest.fixture
@@ -242,7 +244,7 @@ def test_every_open_board_of_the_plan_hears_it_and_no_other(plan, cmo, cio, assu
 @streams
 def test_a_change_from_another_process_arrives_by_polling(plan, cmo, monkeypatch):
     """A Celery worker without Redis cannot wake the board: the poll finds the new version."""
-    monkeypatch.setattr(live, "POLL_SECONDS", 0.2)
+    monkeypatch.setattr(live_hub, "POLL_SECONDS", 0.2)
 
     current = plan_version(plan)
 
@@ -265,7 +267,7 @@ def test_a_deleted_plan_ends_the_stream(plan, cmo):
         board = open_stream(plan, cmo.user, last_version=current)
         await board.until("presence")
         await sync_to_async(Plan.objects.filter(pk=plan.pk).delete)()
-        live._publish(plan.pk)
+        live.publish(plan.pk)
         gone = await board.until("gone")
         with pytest.raises(StopAsyncIteration):
             await board.next()
@@ -515,7 +517,7 @@ def redis_url(settings, monkeypatch):
     need_service("Redis", parsed.hostname or "127.0.0.1", parsed.port or 6379)
     settings.REDIS_URL = url
     # A channel of our own: other test runs on this Redis cannot wake our boards.
-    monkeypatch.setattr(live, "CHANNEL_PREFIX", f"outside-in-test-{uuid.uuid4().hex}:plan:")
+    monkeypatch.setattr(live_signals, "CHANNEL_PREFIX", f"outside-in-test-{uuid.uuid4().hex}:plan:")
     return url
 
 
@@ -527,7 +529,7 @@ async def _subscribed(url: str) -> None:
     client = aioredis.Redis.from_url(url)
     try:
         for _ in range(100):
-            if await client.publish(f"{live.CHANNEL_PREFIX}0", "probe") >= 1:
+            if await client.publish(f"{live_signals.CHANNEL_PREFIX}0", "probe") >= 1:
                 return
             await asyncio.sleep(0.05)
         raise AssertionError("the live-update subscriber never subscribed")
@@ -553,7 +555,7 @@ def test_with_redis_a_change_made_in_another_process_arrives_within_a_second(
         # Another process (a Celery worker, another server) changes the plan and publishes:
         # nothing in this process is woken but through Redis.
         await sync_to_async(Plan.objects.filter(pk=plan.pk).update)(version=F("version") + 1)
-        redis.Redis.from_url(redis_url).publish(f"{live.CHANNEL_PREFIX}{plan.pk}", "1")
+        redis.Redis.from_url(redis_url).publish(f"{live_signals.CHANNEL_PREFIX}{plan.pk}", "1")
         changed = await board.until("changed", timeout=WITHIN)
         took = loop.time() - started
         await board.close()
@@ -572,7 +574,7 @@ def test_with_redis_a_save_is_published_and_heard(
     import redis
 
     listener = redis.Redis.from_url(redis_url).pubsub()
-    listener.subscribe(f"{live.CHANNEL_PREFIX}{plan.pk}")
+    listener.subscribe(f"{live_signals.CHANNEL_PREFIX}{plan.pk}")
     listener.get_message(timeout=1)  # the subscription's confirmation
 
     current = plan_version(plan)
@@ -599,7 +601,7 @@ def test_with_redis_down_a_save_still_succeeds_and_boards_poll(
     from tests.conftest import free_port
 
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    monkeypatch.setattr(live, "POLL_SECONDS", 0.2)
+    monkeypatch.setattr(live_hub, "POLL_SECONDS", 0.2)
     caplog.set_level(logging.WARNING, logger="planning.live")
 
     current = plan_version(plan)
@@ -714,7 +716,7 @@ def test_many_boards_of_one_plan_share_their_reads(plan, cmo, cio, assumption, n
 
     with pytest.MonkeyPatch.context() as patch:
         for name in ("read_state", "present", "changes_between"):
-            patch.setattr(live, name, counted(getattr(live, name)))
+            patch.setattr(live_hub, name, counted(getattr(live_hub, name)))
         seen = run(scenario())
     # Once per signal, whatever the number of boards (a late signal of a board's opening may
     # add one more round).

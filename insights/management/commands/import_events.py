@@ -46,11 +46,11 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot read {file}: {error.strerror}.") from None
         except FileRejected as rejection:
             raise CommandError(str(rejection)) from None
-        record = run_import(record.pk)
-        assert record is not None  # a new import is always claimable
-        self._report(record)
-        if record.status != "succeeded":
-            raise CommandError(record.message or "The file was rejected.")
+        done = run_import(record.pk)
+        assert done is not None  # a new import is always claimable
+        self._report(done)
+        if done.status != Import.Status.SUCCEEDED:
+            raise CommandError(done.message or "The file was rejected.")
 
     def _report(self, record: Import) -> None:
         out = self.stdout
