@@ -439,7 +439,8 @@ B_WATCH = """
 B_FETCH = """
 (seenAt) => {
   var fetches = performance.getEntriesByType("resource").filter(function (e) {
-    return e.initiatorType === "fetch" && e.name.indexOf("/events/") < 0 &&
+    return (e.initiatorType === "fetch" || e.initiatorType === "xmlhttprequest") &&
+           e.name.indexOf("/events/") < 0 && e.name.indexOf("/presence/") < 0 &&
            performance.timeOrigin + e.responseEnd <= seenAt;
   });
   var e = fetches[fetches.length - 1];

@@ -127,6 +127,13 @@ class ItemForm(forms.ModelForm):
         if "choices" in self.fields:
             self.fields["choices"].queryset = plan.choices.all()  # type: ignore[attr-defined]
 
+    def validate_constraints(self) -> None:
+        """Not run again here: every check constraint of the board's models mirrors a field
+        validator or a `clean()` rule this form runs already, and a unique name is checked by
+        the form's own `clean_<name>` (and, in a race, by the database: see
+        `services.editing._save_unique`). Django would ask the database once per constraint,
+        seven queries for an assumption, on every save and for every item of a plan file."""
+
     def values(self) -> dict:
         """The submitted values as plain JSON values, like `services.snapshot`."""
         values = {}

@@ -17,7 +17,6 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import F
 
 from lifecycle.models import DEFAULT_STAGES, EventMapping, Stage
 from lifecycle.services import map_event_types
@@ -42,7 +41,7 @@ from planning.models import (
     StrategicChoice,
 )
 from planning.services import User, changed_fields, create_plan, record_activity, snapshot
-from planning.services.editing import VERDICT_FIELDS
+from planning.services.editing import VERDICT_FIELDS, write_item
 
 from .exporting import export_plan
 from .loading import PlanFileError, check_plan_data, kind_of, quoted
@@ -446,22 +445,15 @@ def _values(form: ItemForm) -> dict[str, Any]:
 
 
 def _write(form: ItemForm, before: dict[str, Any] | None, position: int, **extra: Any) -> Any:
-    """Save the checked form's item at `position` (with `extra` values besides the form's);
-    `before` is the item's snapshot before the form, None for a new one. An item the file
-    leaves as it was is not written at all: its version and `updated_at` stay; a changed one
-    goes up a version, so that open boards see it changed."""
+    """Save the checked form's item at `position` (with `extra` values besides the form's)
+    through the board's own writer; `before` is the item's snapshot before the form, None for
+    a new one. An item the file leaves as it was is not written at all: its version and
+    `updated_at` stay."""
     item = form.instance
-    if before is not None:
-        if not changed_fields(before, _values(form)) and item.position == position:
-            return item
-        item.version = F("version") + 1
-    item = form.save(commit=False)
-    item.position = position
-    for name, value in extra.items():
-        setattr(item, name, value)
-    item.save()
-    form.save_m2m()
-    return item
+    values = _values(form)
+    if before is not None and not changed_fields(before, values) and item.position == position:
+        return item
+    return write_item(item, values, position=position, **extra)
 
 
 def _find_users(usernames: Iterable[str]) -> dict[str, Any]:

@@ -55,7 +55,14 @@ def label_of(item: models.Model) -> str:
     return str(getattr(item, kinds.kind_of(item).unique, None) or item)
 
 
-def _apply(item: models.Model, values: dict[str, Any]) -> None:
+def write_item[M: models.Model](
+    item: M, values: dict[str, Any], *, position: int | None = None, **extra: Any
+) -> M:
+    """The one place a board item's row is written: its editable `values` (plain values, ids
+    for relations, as `snapshot` gives them), its `position`, and `extra` fields of the model
+    (a cleared verdict). A stored item goes up a version, so that open boards and open forms
+    see it changed; a name taken meanwhile is NameTaken. Records no activity: the board's
+    saves record one per item (`save_item`, `create_item`), a plan file one per import."""
     many = {}
     for name, value in values.items():
         field = _field(item, name)
@@ -63,12 +70,24 @@ def _apply(item: models.Model, values: dict[str, Any]) -> None:
             many[name] = value
         else:
             setattr(item, field.attname, value)
+    for name, value in extra.items():
+        setattr(item, name, value)
+    if position is not None:
+        item.position = position  # type: ignore[attr-defined]
     item.full_clean(exclude=["plan", "choice"], validate_unique=False, validate_constraints=False)
-    item.version = F("version") + 1  # type: ignore[attr-defined]
+    stored = item.pk is not None
+    if stored:
+        item.version = F("version") + 1  # type: ignore[attr-defined]
     _save_unique(item)
-    item.refresh_from_db()
+    if stored:
+        item.refresh_from_db()
     for name, ids in many.items():
         getattr(item, name).set(ids)
+    return item
+
+
+def _apply(item: models.Model, values: dict[str, Any]) -> None:
+    write_item(item, values)
 
 
 @dataclass
@@ -175,18 +194,10 @@ def _create(
     kind: str, plan: Plan, actor: User, values: dict[str, Any], **parent: Any
 ) -> tuple[models.Model, Activity]:
     spec = KINDS[kind]
-    many = spec.many
-    scalars = {_field(spec.model, k).attname: v for k, v in values.items() if k not in many}
     owner = {} if spec.parent else {"plan": plan}
     with transaction.atomic():
-        item = spec.model(**owner, **parent, **scalars)
-        item.position = spec.siblings(item).count()  # type: ignore[attr-defined]
-        item.full_clean(
-            exclude=["plan", "choice"], validate_unique=False, validate_constraints=False
-        )
-        _save_unique(item)
-        for name in many & set(values):
-            getattr(item, name).set(values[name])
+        item = spec.model(**owner, **parent)
+        write_item(item, values, position=spec.siblings(item).count())
         entry = record_activity(
             plan,
             actor,
