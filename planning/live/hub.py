@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import weakref
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import OperationalError, close_old_connections, connection
 from django.db.models import Max, Subquery
 
 from ..kinds import KINDS
@@ -35,6 +36,7 @@ HEARTBEAT_SECONDS = 15.0
 # Without Redis, signals from other processes (the Celery worker) arrive by polling.
 POLL_SECONDS = 5.0 if settings.REDIS_URL else 0.5
 MAX_ITEMS = 20
+SQLITE_LOCKED_TRIES = 20
 
 
 _pool_lock = threading.Lock()
@@ -67,7 +69,18 @@ def db[**P, R](func: Callable[P, R]) -> Callable[P, Any]:
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
         close_old_connections()
         try:
-            return func(*args, **kwargs)
+            for attempt in range(SQLITE_LOCKED_TRIES):
+                try:
+                    return func(*args, **kwargs)
+                except OperationalError as error:
+                    # SQLite's shared in-memory database (the tests') refuses a statement
+                    # that meets another thread's at once, with no busy wait: try again.
+                    if connection.vendor != "sqlite" or "locked" not in str(error):
+                        raise
+                    if attempt == SQLITE_LOCKED_TRIES - 1:
+                        raise
+                    time.sleep(0.01 * (attempt + 1))
+            raise AssertionError("unreachable")
         finally:
             close_old_connections()  # with a pool (CONN_MAX_AGE 0), the connection goes back
 

@@ -704,6 +704,7 @@ def test_many_boards_of_one_plan_share_their_reads(plan, cmo, cio, assumption, n
         boards = [open_stream(plan, cmo.user, current) for _ in range(6)]
         for board in boards:
             await board.until("presence")
+        await asyncio.sleep(0.3)  # the boards' opening signals settle
         reads.clear()
         await sync_to_async(save_importance)(assumption, cio.user, 5)
         for board in boards:
