@@ -135,15 +135,9 @@ class _Import:
         fields = (*PlanForm._meta.fields, *ScheduleForm._meta.fields)  # type: ignore[misc]
         old = {name: getattr(instance, name) for name in fields}
         entry = Entry(PlanForm, Plan, "")
-        sections = (
-            "stages",
-            "event_map",
-            "members",
-            "retest_schedule",
-            "choices",
-            "bt_initiatives",
-        )
-        entry.take(self.top, PLAN.plain(*sections), self.errors)
+        # The plan's own fields; its sections (stages, members, choices…) are written below.
+        own = tuple(key for key in PLAN.keys if PLAN.field(key) in PlanForm._meta.fields)  # type: ignore[misc, operator]
+        entry.take(self.top, own, self.errors)
         valid = check(PlanForm(entry.data, instance=instance), entry, self.errors, {})
         valid &= self.check_schedule(instance)
         if found is None:

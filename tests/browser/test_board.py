@@ -302,3 +302,22 @@ def test_who_has_the_plan_open_and_who_is_editing_what(browsing, plan, cmo, cio,
     # B closes the board: A sees B leave.
     b.close()
     expect(a.locator("#presence")).not_to_contain_text("Maya Tester", timeout=5000)
+
+
+def test_past_a_persons_limit_of_live_boards_the_board_says_why(browsing, plan, cmo, loyalty):
+    """The ninth board of one person (LIVE_MAX_STREAMS_PER_USER, 8) is refused with a 429: the
+    page reads why from the server and shows it, and does not hammer the server meanwhile."""
+    boards = [browsing.page_for(cmo, board_url(plan)) for _ in range(8)]
+    for board in boards:
+        live(board, 1)
+    ninth = browsing.page_for(cmo)
+    refused = []
+    ninth.on("response", lambda r: refused.append(r.url) if r.status == 429 else None)
+    ninth.goto(board_url(plan))
+    expect(ninth.locator("#live-status")).to_have_text(
+        "You have 8 live boards open, the most allowed: close one in another tab or window.",
+        timeout=5000,
+    )
+    ninth.wait_for_timeout(3000)
+    # The EventSource's refusal and the one probe that read its reason; no retry before 30 s.
+    assert len(refused) <= 2, refused

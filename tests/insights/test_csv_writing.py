@@ -134,5 +134,5 @@ def test_every_csv_the_app_writes_goes_through_one_writer():
         if re.search(r"\bcsv\.(writer|DictWriter)\(", line)
     ]
     assert writers == [
-        "insights/services/imports.py: self.writer = csv.writer(text, quoting=csv.QUOTE_ALL)"
+        "insights/services/csvfiles.py: self.writer = csv.writer(text, quoting=csv.QUOTE_ALL)"
     ]

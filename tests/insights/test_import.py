@@ -23,7 +23,9 @@ from django.db import connection
 from django.utils import timezone
 
 from insights.models import Event, Import
+from insights.services import csvfiles
 from insights.services import imports as services
+from insights.services import rows as row_checks
 from insights.services.imports import (
     FileRejected,
     create_import,
@@ -383,7 +385,7 @@ def test_unterminated_quote(plan, tmp_path):
 def test_line_numbers_across_read_blocks(plan, monkeypatch):
     """The file is decoded a block at a time: line numbers, bad bytes and quoted line breaks
     come out the same when they straddle blocks, and a line longer than a block is read whole."""
-    monkeypatch.setattr(services, "READ_BLOCK_BYTES", 16)
+    monkeypatch.setattr(csvfiles, "READ_BLOCK_BYTES", 16)
     lines = [f"c{i},2026-03-01,visit,,retail,web\n".encode() for i in range(2, 12)]
     lines[4] = "c6,2026-03-01,visit,,caf\u00e9,web\n".encode("latin-1")
     lines[6] = b'c8,2026-03-01,visit,,"a\nlong\nquoted value",web\n'
@@ -861,7 +863,7 @@ def test_an_unexpected_failure_is_failed_and_retryable(plan, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(services, "parse_occurred_at", broken)
+    monkeypatch.setattr(row_checks, "parse_occurred_at", broken)
     with pytest.raises(RuntimeError):
         run_import(record.pk)
     record.refresh_from_db()

@@ -1,0 +1,83 @@
+"""Plans, their members, strategic choices, assumptions, BT initiatives, comments and activity:
+`plans` (plans, members, invitations), `items` (choices, assumptions, initiatives) and `records`
+(comments, activity, presence, waiting jobs)."""
+
+from __future__ import annotations
+
+from .items import (
+    METRIC_PARAMS,
+    PROPORTION_METRICS,
+    Assumption,
+    AssumptionStatus,
+    BTInitiative,
+    ChoiceStatus,
+    Comparator,
+    Horizon,
+    InitiativeStatus,
+    Metric,
+    StrategicChoice,
+    clean_metric_params,
+)
+from .plans import (
+    BU_LEADER_NEEDS_UNIT,
+    DUPLICATE_CHOICE_TITLE,
+    DUPLICATE_INITIATIVE_TITLE,
+    DUPLICATE_STAGE_NAME,
+    DUPLICATE_STATEMENT,
+    INVITATION_LINK_SALT,
+    RESERVED_SLUGS,
+    WEEKDAYS,
+    Cadence,
+    Invitation,
+    InvitationQuerySet,
+    Membership,
+    Plan,
+    Role,
+    one_line_problem,
+    validate_one_line,
+    validate_plan_slug,
+    validate_timezone,
+)
+from .records import (
+    Activity,
+    Comment,
+    PendingJob,
+    Presence,
+)
+
+__all__ = [
+    "BU_LEADER_NEEDS_UNIT",
+    "DUPLICATE_CHOICE_TITLE",
+    "DUPLICATE_INITIATIVE_TITLE",
+    "DUPLICATE_STAGE_NAME",
+    "DUPLICATE_STATEMENT",
+    "INVITATION_LINK_SALT",
+    "METRIC_PARAMS",
+    "PROPORTION_METRICS",
+    "RESERVED_SLUGS",
+    "WEEKDAYS",
+    "Activity",
+    "Assumption",
+    "AssumptionStatus",
+    "BTInitiative",
+    "Cadence",
+    "ChoiceStatus",
+    "Comment",
+    "Comparator",
+    "Horizon",
+    "InitiativeStatus",
+    "Invitation",
+    "InvitationQuerySet",
+    "Membership",
+    "Metric",
+    "PendingJob",
+    "Plan",
+    "Presence",
+    "Role",
+    "StrategicChoice",
+    "clean_metric_params",
+    "one_line_problem",
+    "validate_one_line",
+    "validate_plan_slug",
+    "validate_timezone",
+]
