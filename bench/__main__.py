@@ -9,6 +9,10 @@ import sys
 BENCHES = {
     "imports": "bench.imports",
     "metrics": "bench.metrics",
+    "history": "bench.history",
+    "drift": "bench.drift",
+    "customers": "bench.customers",
+    "clv": "bench.clv",
     "board": "bench.board",
     "streams": "bench.streams",
 }

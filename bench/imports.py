@@ -8,6 +8,13 @@ Targets are printed next to the figures, never asserted.
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python -m bench imports
 
 BENCH_IMPORT_ROWS changes the number of rows (default 1,000,000).
+
+It then times the plan-file import (DOMAIN §6) on the same scratch database: `import_plan` of
+the largest plan file the PLANFILE_* limits allow, as a new plan, again unchanged, and with
+every choice and assumption changed, each with its number of queries. The same timing alone,
+on the configured database (SQLite by default; migrated), leaving nothing behind:
+
+    python -m bench.imports --planfile
 """
 
 from __future__ import annotations
@@ -187,6 +194,7 @@ def main() -> int:
             again, _ = _child(["import", str(setup["again"])], env)
             copy_seconds = _psql_copy(admin, path)
             floor_staged, floor_inserted = _pipeline_floor(admin, path)
+            plan_file, _ = _child(["planfile", "-"], env)
         finally:
             _drop(admin)
     seconds = first["seconds"]
@@ -218,11 +226,174 @@ def main() -> int:
         f"re-import:   {again['seconds']:.2f}s, {again['duplicates']:,} duplicates skipped, "
         f"{again['imported']:,} imported"
     )
+    _print_plan_file(plan_file)
     return 0
 
 
 def _met(ok: bool) -> str:
     return "met" if ok else "NOT met"
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan file: the largest one the limits allow
+
+TESTS = [
+    ("repeat_rate", {"event_type": "purchase", "within_days": 90}, ">=", 0.3),
+    ("nps", {"event_type": "survey"}, "between", [20, 40]),
+    ("stage_reach", {"stage": "Stage 07"}, "<=", 0.25),
+    (
+        "conversion_rate",
+        {"from_event": "visit", "to_event": "purchase", "within_days": 30},
+        ">=",
+        0.05,
+    ),
+    ("churn_rate", {"inactive_days": 90}, "<=", 0.2),
+    ("mean_value", {"event_type": "purchase"}, ">=", 40),
+    ("active_customers", {}, ">=", 1000),
+    ("total_value", {"event_type": "purchase"}, ">=", 100000),
+]
+ROLES = ["facilitator", "cmo", "cio", "bu_leader", "observer"]
+
+
+def largest_plan_file(limits: Any) -> dict[str, Any]:
+    """As many stages, event types, members, choices, assumptions (each with a test, spread
+    evenly over the choices) and BT initiatives as `limits` (the settings) allow, each naming
+    the others as a real plan does: stages, owners, choices."""
+    stages = [f"Stage {i:02d}" for i in range(limits.PLANFILE_MAX_STAGES)]
+    users = [f"bench_user_{i:03d}" for i in range(limits.PLANFILE_MAX_MEMBERS)]
+    members: list[dict[str, Any]] = []
+    for i, username in enumerate(users):
+        role = ROLES[i % len(ROLES)]
+        unit = {"business_unit": f"Unit {i % 7}"} if role == "bu_leader" else {}
+        members.append({"username": username, "role": role, **unit})
+    count = limits.PLANFILE_MAX_CHOICES
+    per_choice = limits.PLANFILE_MAX_ASSUMPTIONS // count
+    titles = [f"Choice {c:03d}: grow the repeat business of segment {c % 11}" for c in range(count)]
+    choices = []
+    for c, title in enumerate(titles):
+        assumptions = []
+        for a in range(per_choice):
+            metric, params, comparator, threshold = TESTS[(c * per_choice + a) % len(TESTS)]
+            test = {
+                "metric": metric,
+                "params": params,
+                "comparator": comparator,
+                "threshold": threshold,
+                "min_sample": 30,
+                "segment": None,
+                "channel": "web" if a % 2 else None,
+                "window_days": 90 if a % 3 else None,
+            }
+            assumptions.append(
+                {
+                    "statement": f"Assumption {a} of choice {c}: customers do as the plan expects",
+                    "importance": 1 + (c + a) % 5,
+                    "evidence": 1 + (c * a) % 5,
+                    "owner": users[(c + a) % len(users)],
+                    "test": test,
+                }
+            )
+        choices.append(
+            {
+                "title": title,
+                "stages": [stages[(c + k) % len(stages)] for k in (0, 7, 19)],
+                "status": ["proposed", "adopted", "rejected", "retired"][c % 4],
+                "horizon": ["now", "next", "later"][c % 3],
+                "owner": users[c % len(users)],
+                "business_unit": f"Unit {c % 7}",
+                "rationale": "Repeat buyers are worth three times first-time buyers. " * 4,
+                "assumptions": assumptions,
+            }
+        )
+    initiatives = [
+        {
+            "title": f"Initiative {i:03d}: a platform for choice {i}",
+            "stages": [stages[i % len(stages)], stages[(i + 3) % len(stages)]],
+            "choices": [titles[(i + k) % count] for k in range(3)],
+            "cost_estimate": 1000 * i + 0.5,
+            "status": ["proposed", "planned", "in_progress", "done", "cancelled"][i % 5],
+        }
+        for i in range(limits.PLANFILE_MAX_INITIATIVES)
+    ]
+    return {
+        "name": "Largest plan",
+        "slug": "largest-plan",
+        "description": "Every limit, at once.",
+        "stages": stages,
+        "event_map": {
+            f"event_{i:04d}": stages[i % len(stages)]
+            for i in range(limits.PLANFILE_MAX_EVENT_TYPES)
+        },
+        "members": members,
+        "retest_schedule": {
+            "cadence": "weekly",
+            "weekday": "mon",
+            "time": "07:00",
+            "timezone": "Europe/Paris",
+        },
+        "choices": choices,
+        "bt_initiatives": initiatives,
+    }
+
+
+def _every_item_changed(data: dict[str, Any]) -> dict[str, Any]:
+    changed = json.loads(json.dumps(data))
+    for choice in changed["choices"]:
+        choice["status"] = "proposed" if choice["status"] == "adopted" else "adopted"
+        for assumption in choice["assumptions"]:
+            assumption["test"]["min_sample"] += 1  # a new test: its verdict goes too
+    return changed
+
+
+def time_plan_file() -> dict[str, Any]:
+    """Seconds and queries of `import_plan` on the largest plan file, in a transaction that is
+    rolled back: as a new plan, the same file again, then every item changed."""
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.db import connection, transaction
+
+    from planning.planfile import import_plan
+
+    data = largest_plan_file(settings)
+    size = len(json.dumps(data).encode())
+    assert size <= settings.PLANFILE_MAX_BYTES
+    runs = [("new plan", data), ("same file again", data)]
+    runs.append(("every item changed", _every_item_changed(data)))
+    answer: dict[str, Any] = {"database": connection.vendor, "bytes": size, "runs": []}
+    with transaction.atomic():
+        users = get_user_model()
+        users.objects.bulk_create(
+            [users(username=m["username"]) for m in data["members"]], ignore_conflicts=True
+        )
+        for name, content in runs:
+            seconds, queries = _counted(connection, import_plan, json.loads(json.dumps(content)))
+            answer["runs"].append({"name": name, "seconds": seconds, "queries": queries})
+        transaction.set_rollback(True)
+    return answer
+
+
+def _counted(connection: Any, function: Any, *args: Any) -> tuple[float, int]:
+    """How long `function(*args)` took, and how many statements it sent the database."""
+    queries = 0
+
+    def count(execute: Any, *sql: Any) -> Any:
+        nonlocal queries
+        queries += 1
+        return execute(*sql)
+
+    with connection.execute_wrapper(count):
+        started = time.perf_counter()
+        function(*args)
+        return time.perf_counter() - started, queries
+
+
+def _print_plan_file(answer: dict[str, Any]) -> None:
+    print(
+        f"plan file:   the largest the limits allow ({answer['bytes'] / 1e6:.1f} MB), "
+        f"import_plan on {answer['database']}:"
+    )
+    for run in answer["runs"]:
+        print(f"  {run['name']:<20} {run['seconds']:6.2f}s  {run['queries']:7,} queries")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,6 +405,10 @@ def _child_main(command: str, argument: str) -> None:
 
     django.setup()
     from django.core.management import call_command
+
+    if command == "planfile":
+        print(json.dumps(time_plan_file()))
+        return
 
     from insights.services.imports import create_import, run_import
     from planning.services import create_plan
@@ -277,5 +452,11 @@ def _child_main(command: str, argument: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         _child_main(sys.argv[2], sys.argv[3])
+    elif sys.argv[1:2] == ["--planfile"]:
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        django.setup()
+        _print_plan_file(time_plan_file())
     else:
         sys.exit(main())

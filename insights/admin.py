@@ -19,7 +19,15 @@ from django.utils.html import format_html
 from lifecycle.admin import EventTypeForm
 from planning.admin import HistoryAdmin, observed_badge, pretty_json, status_badge
 
-from .models import EVENT_FIELDS, AssumptionRun, DigestDelivery, Event, Import, PlanRetest
+from .models import (
+    EVENT_FIELDS,
+    AssumptionHistory,
+    AssumptionRun,
+    DigestDelivery,
+    Event,
+    Import,
+    PlanRetest,
+)
 from .services.uploads import retry_import
 
 
@@ -249,6 +257,68 @@ RUN_FIELDS = (
     "duration_ms",
     "test_json",
 )
+
+
+HISTORY_FIELDS = (
+    "assumption",
+    "plan",
+    "status",
+    "period",
+    "data_version",
+    "as_of",
+    "created_at",
+    "computed_at",
+    "duration_ms",
+    "message",
+    "test_json",
+    "drift_json",
+    "points_json",
+    "key",
+)
+
+
+@admin.register(AssumptionHistory)
+class AssumptionHistoryAdmin(HistoryAdmin):
+    """What was computed from the data (DOMAIN §10): read to answer "why does the chart say
+    that?"; recomputed by the app whenever the test or the data changes."""
+
+    list_display = [
+        "created_at",
+        "assumption",
+        "plan",
+        "status",
+        "period",
+        "data_version",
+        "points_count",
+        "drifting",
+    ]
+    list_filter = ["status", "period", "plan"]
+    list_select_related = ["assumption", "plan"]
+    search_fields = ["assumption__statement", "plan__name", "plan__slug"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at", "-id"]
+    fields = HISTORY_FIELDS
+    readonly_fields = HISTORY_FIELDS
+
+    @admin.display(description="points")
+    def points_count(self, history: AssumptionHistory) -> int:
+        return len(history.points or [])
+
+    @admin.display(description="drifting", boolean=True)
+    def drifting(self, history: AssumptionHistory) -> bool:
+        return bool(history.drift)
+
+    @admin.display(description="test")
+    def test_json(self, history: AssumptionHistory) -> str:
+        return pretty_json(history.test)
+
+    @admin.display(description="drift")
+    def drift_json(self, history: AssumptionHistory) -> str:
+        return pretty_json(history.drift)
+
+    @admin.display(description="points")
+    def points_json(self, history: AssumptionHistory) -> str:
+        return pretty_json(history.points)
 
 
 @admin.register(AssumptionRun)

@@ -3,6 +3,7 @@ them, so a strict Content-Security-Policy holds (no inline script)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from planning.models import PROPORTION_METRICS, Assumption, AssumptionStatus
@@ -32,20 +33,35 @@ def _layout(**extra: Any) -> dict[str, Any]:
     }
 
 
-def history_figure(assumption: Assumption, runs: list[AssumptionRun]) -> dict[str, Any]:
-    """Observed value over runs, the 95% interval as a band, the threshold(s) as lines."""
-    runs = [r for r in sorted(runs, key=lambda r: r.created_at) if r.observed is not None]
-    x = [r.created_at.isoformat() for r in runs]
+def _data_time(moment: dt.datetime | str) -> str:
+    """A moment on a chart's time axis, in UTC without an offset (Plotly reads no offsets)."""
+    if isinstance(moment, str):
+        moment = dt.datetime.fromisoformat(moment)
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+
+
+def history_figure(
+    assumption: Assumption,
+    points: list[dict[str, Any]],
+    runs: list[AssumptionRun],
+    drift: dict | None,
+) -> dict[str, Any]:
+    """The test through data time (DOMAIN §10): the observed value at the end of every period,
+    its 95% interval as a band, the threshold(s) as lines, each point coloured by its status,
+    the re-test runs marked where their data ended, and the drift shaded from when it began."""
+    points = [p for p in points if p["observed"] is not None]
+    x = [_data_time(p["as_of"]) for p in points]
     percent = assumption.metric in PROPORTION_METRICS
+    value_format = ":.1%" if percent else ":,.2f"
     traces: list[dict[str, Any]] = []
-    banded = [r for r in runs if r.ci_low is not None]
+    banded = [p for p in points if p["ci_low"] is not None]
     if banded:
-        bx = [r.created_at.isoformat() for r in banded]
+        bx = [_data_time(p["as_of"]) for p in banded]
         traces.append(
             {
                 "type": "scatter",
                 "x": bx,
-                "y": [r.ci_high for r in banded],
+                "y": [p["ci_high"] for p in banded],
                 "mode": "lines",
                 "line": {"width": 0},
                 "hoverinfo": "skip",
@@ -56,7 +72,7 @@ def history_figure(assumption: Assumption, runs: list[AssumptionRun]) -> dict[st
             {
                 "type": "scatter",
                 "x": bx,
-                "y": [r.ci_low for r in banded],
+                "y": [p["ci_low"] for p in banded],
                 "mode": "lines",
                 "line": {"width": 0},
                 "fill": "tonexty",
@@ -69,32 +85,88 @@ def history_figure(assumption: Assumption, runs: list[AssumptionRun]) -> dict[st
         {
             "type": "scatter",
             "x": x,
-            "y": [r.observed for r in runs],
+            "y": [p["observed"] for p in points],
             "mode": "lines+markers",
-            "name": "Observed",
+            "name": "Observed at the end of each period",
             "line": {"color": "#2f5bd3", "width": 2},
             "marker": {
-                "size": 10,
-                "color": [STATUS_COLOURS[AssumptionStatus(r.status)] for r in runs],
+                "size": 9,
+                "color": [STATUS_COLOURS[AssumptionStatus(p["status"])] for p in points],
                 "line": {"color": "#ffffff", "width": 1},
             },
-            "text": [r.get_status_display() for r in runs],
-            "hovertemplate": "%{x|%d %b %Y %H:%M}<br>%{y"
-            + (":.1%" if percent else ":,.2f")
+            "text": [AssumptionStatus(p["status"]).label for p in points],
+            "hovertemplate": "Data to %{x|%d %b %Y}<br>%{y"
+            + value_format
             + "}<br>%{text}<extra></extra>",
         }
     )
+    measured = sorted(
+        (r for r in runs if r.observed is not None and r.as_of is not None),
+        key=lambda r: r.created_at,
+    )
+    if measured:
+        traces.append(
+            {
+                "type": "scatter",
+                "x": [_data_time(r.as_of) for r in measured if r.as_of],
+                "y": [r.observed for r in measured],
+                "mode": "markers",
+                "name": "Re-test runs",
+                "marker": {
+                    "symbol": "diamond-open",
+                    "size": 13,
+                    "color": "#1d2433",
+                    "line": {"width": 2},
+                },
+                "text": [f"{r.created_at:%d %b %Y %H:%M}" for r in measured],
+                "hovertemplate": "Re-test of %{text}<br>data to %{x|%d %b %Y}<br>%{y"
+                + value_format
+                + "}<extra></extra>",
+            }
+        )
+    span = sorted(x + [_data_time(r.as_of) for r in measured if r.as_of])
     thresholds = assumption.thresholds
     lines = thresholds if isinstance(thresholds, list) else [thresholds]
     for value in [v for v in lines if v is not None]:
         traces.append(
             {
                 "type": "scatter",
-                "x": [x[0], x[-1]] if x else [],
+                "x": [span[0], span[-1]] if span else [],
                 "y": [value, value],
                 "mode": "lines",
                 "name": f"Threshold {assumption.format_value(value)}",
                 "line": {"color": "#1d2433", "dash": "dash", "width": 1.5},
+                "hoverinfo": "skip",
+            }
+        )
+    shapes, annotations = [], []
+    if drift and span:
+        since = f"{drift['since']}T00:00:00"
+        shapes.append(
+            {
+                "type": "rect",
+                "xref": "x",
+                "yref": "paper",
+                "x0": since,
+                "x1": span[-1],
+                "y0": 0,
+                "y1": 1,
+                "fillcolor": "rgba(201,138,0,0.12)",
+                "line": {"width": 0},
+                "layer": "below",
+            }
+        )
+        annotations.append(
+            {
+                "x": since,
+                "xref": "x",
+                "y": 1,
+                "yref": "paper",
+                "yanchor": "bottom",
+                "xanchor": "left",
+                "text": "Drifting " + ("↘" if drift.get("direction") == "down" else "↗"),
+                "showarrow": False,
+                "font": {"color": "#8a5a00"},
             }
         )
     yaxis: dict[str, Any] = {
@@ -104,24 +176,44 @@ def history_figure(assumption: Assumption, runs: list[AssumptionRun]) -> dict[st
     }
     if percent:
         yaxis["tickformat"] = ".0%"
+    xaxis = {"gridcolor": "#eef0f4", "type": "date", "title": {"text": "Customer data up to"}}
     return {
         "data": traces,
-        "layout": _layout(yaxis=yaxis, xaxis={"gridcolor": "#eef0f4"}, height=340),
+        "layout": _layout(
+            yaxis=yaxis,
+            xaxis=xaxis,
+            height=380,
+            shapes=shapes,
+            annotations=annotations,
+            # Below the axis title, not over it.
+            legend={"orientation": "h", "y": -0.32},
+            margin={"l": 60, "r": 20, "t": 24, "b": 90},
+        ),
     }
 
 
-def history_summary(assumption: Assumption, runs: list[AssumptionRun]) -> str:
+def history_summary(
+    assumption: Assumption, points: list[dict[str, Any]], drift: dict | None
+) -> str:
     """The chart's text alternative."""
-    runs = [r for r in sorted(runs, key=lambda r: r.created_at) if r.observed is not None]
-    if not runs:
-        return "No run has measured this assumption yet."
-    first, last = runs[0], runs[-1]
-    return (
-        f"{len(runs)} runs from {first.created_at:%d %b %Y} to {last.created_at:%d %b %Y}: "
-        f"observed {assumption.format_value(first.observed)} at first, "
-        f"{assumption.format_value(last.observed)} at the latest run "
-        f"({last.get_status_display().lower()}), against a target {assumption.target_display}."
+    measured = [p for p in points if p["observed"] is not None]
+    if not measured:
+        return "There is no customer data for this test yet, so it has no history."
+    first, last = measured[0], measured[-1]
+    fmt = assumption.format_value
+    text = (
+        f"{len(measured)} points of data time from {_day(first['as_of'])} to "
+        f"{_day(last['as_of'])}: {fmt(first['observed'])} at first, {fmt(last['observed'])} "
+        f"with the latest data ({AssumptionStatus(last['status']).label.lower()}), against a "
+        f"target {assumption.target_display}."
     )
+    if drift:
+        text += f" {drift['message']}"
+    return text
+
+
+def _day(moment: str) -> str:
+    return f"{dt.datetime.fromisoformat(moment):%-d %b %Y}"
 
 
 def assumption_map_figure(assumptions: list[Assumption]) -> dict[str, Any]:

@@ -36,8 +36,9 @@ from django.utils import timezone
 from planning.models import Plan
 from planning.planfile import import_plan, load_plan_file
 
-from .models import EVENT_FIELDS, Event, Import
+from .models import EVENT_FIELDS, AssumptionRun, Event, Import
 from .services.imports import CsvWriter
+from .services.retests import retest_plan
 
 # Printed for everyone to use, so only with DEBUG on: a production site gets random ones.
 DEMO_PASSWORD = "northwind-demo-2027"
@@ -427,6 +428,9 @@ def load_demo(
             _storage().delete(name)
         raise
     analyze_events()
+    # A newcomer's demo opens alive (issue "Assumptions through time"): every assumption
+    # tested once, with its history and early warning computed from the data.
+    retest_plan(plan, trigger=AssumptionRun.Trigger.COMMAND)
     return DemoResult(plan, True, logins, count, time.monotonic() - started)
 
 

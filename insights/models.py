@@ -261,6 +261,10 @@ class AssumptionRun(models.Model):
     duration_ms = models.PositiveIntegerField(default=0)
     # The test as it was at run time, so history stays readable after the test is edited.
     test = models.JSONField(default=dict)
+    # Early warning at run time (DOMAIN §10): {"since", "direction", "message"} or null, and
+    # whether it differs from the previous run's (a digest reports it like a change of status).
+    drift = models.JSONField(null=True, blank=True)
+    drift_changed = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -306,3 +310,48 @@ class AssumptionRun(models.Model):
             return ""
         sign = "≥" if self.test.get("comparator") == ">=" else "≤"
         return f"{sign} {fmt(threshold)}"
+
+
+class AssumptionHistory(models.Model):
+    """An assumption's test evaluated at the end of every period of its plan (DOMAIN §10).
+
+    Kept per `key` (the test, the plan's period and data version, and the event map where the
+    metric reads it): a key that exists is never computed again."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Computing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    assumption = models.ForeignKey(Assumption, on_delete=models.CASCADE, related_name="histories")
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="assumption_histories")
+    key = models.CharField(max_length=64)
+    period = models.CharField(max_length=10)
+    data_version = models.PositiveBigIntegerField()
+    test = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status, default=Status.PENDING)
+    as_of = models.DateTimeField(null=True, blank=True)
+    # [{"as_of", "observed", "n", "ci_low", "ci_high", "status"}], oldest first.
+    points = models.JSONField(default=list, blank=True)
+    drift = models.JSONField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    computed_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "assumption histories"
+        constraints = [
+            models.UniqueConstraint(fields=["assumption", "key"], name="one_history_per_key"),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "ready", "failed"]),
+                name="history_status_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["assumption", "-created_at"], name="history_assumption_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.assumption} history ({self.get_status_display()}, {len(self.points)} points)"

@@ -9,8 +9,9 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.db import OperationalError, transaction
 
 from planning.jobs import enqueue
+from planning.models import Assumption, Plan
 
-from .services import digests, imports, retests
+from .services import digests, history, imports, retests
 
 # Transient trouble (a database restart, a busy SQLite file) is retried with backoff.
 TRANSIENT = (OperationalError,)
@@ -49,6 +50,30 @@ def retest_assumption(assumption_id: int, user_id: int | None = None) -> None:
     retests.retest_assumption_by_id(assumption_id, user_id=user_id)
 
 
+@shared_task(
+    acks_late=True, autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, max_retries=5
+)
+def compute_history(assumption_id: int) -> None:
+    """An assumption's history for its current test and data (nothing if it exists already)."""
+    assumption = (
+        Assumption.objects.select_related("choice__plan")
+        .filter(pk=assumption_id)
+        .exclude(metric="")
+        .first()
+    )
+    if assumption is not None:
+        history.compute_history(assumption, plan=assumption.choice.plan)
+
+
+@shared_task(
+    acks_late=True, autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, max_retries=5
+)
+def compute_plan_history(plan_id: int) -> None:
+    plan = Plan.objects.filter(pk=plan_id).first()
+    if plan is not None:
+        history.compute_plan_history(plan)
+
+
 @shared_task
 def dispatch_due_retests() -> int:
     """Every minute (beat): start the plans' scheduled re-tests that are due, and carry on
@@ -85,3 +110,13 @@ def send_digest(self: Task, delivery_id: int) -> bool:
             full_jitter=self.retry_jitter,
         )
         raise self.retry(exc=error, countdown=countdown) from error
+
+
+@shared_task(
+    acks_late=True, autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, max_retries=5
+)
+def compute_customer_value(plan_id: int, data_version: int, request: dict) -> None:
+    """The lifetime-value report of one plan, data version and choice of filters (§9)."""
+    from .services import clv_jobs
+
+    clv_jobs.compute_customer_value(plan_id, data_version, request)

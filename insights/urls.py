@@ -24,3 +24,15 @@ urlpatterns = [
     path("<slug:slug>/retests/<int:pk>/", views.retest_detail, name="retest"),
     path("<slug:slug>/assumption-map/", views.assumption_map, name="assumption_map"),
 ]
+
+# The Customers page (DOMAIN §8, §9); its sub-pages are the imports and the event map above.
+from . import views_customers  # noqa: E402
+
+urlpatterns += [
+    path("<slug:slug>/customers/", views_customers.customers, name="customers"),
+    path(
+        "<slug:slug>/customers/assumption/",
+        views_customers.customers_assumption,
+        name="customers_assumption",
+    ),
+]

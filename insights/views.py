@@ -23,13 +23,14 @@ from lifecycle.services import map_event_types, suggest_stage
 from planning.forms import AssumptionForm
 from planning.http import AuthenticatedHttpRequest, HtmxHttpRequest
 from planning.jobs import enqueue
-from planning.models import Assumption, AssumptionStatus, Membership
+from planning.models import Assumption, AssumptionStatus, Membership, Plan
 from planning.views.access import get_plan_for_user, require_editor, require_facilitator
 
 from . import charts, tasks
 from .forms import MappingForm, UploadForm
 from .metrics import latest_event_at
-from .models import Event, Import, PlanRetest
+from .models import AssumptionRun, Event, Import, PlanRetest
+from .services import history as history_service
 from .services.digests import membership_from_token
 from .services.imports import FileRejected, preview_file, read_progress
 from .services.retests import (
@@ -243,8 +244,7 @@ def assumption_detail(request: AuthenticatedHttpRequest, slug: str, pk: int) -> 
         "membership": membership,
         "assumption": assumption,
         "runs": runs,
-        "figure": charts.history_figure(assumption, runs),
-        "summary": charts.history_summary(assumption, runs),
+        **_history_context(assumption, plan, runs),
         "waiting": waiting and not stalled,
         "stalled": stalled,
         "finished": bool(request.htmx) and since is not None and not waiting,
@@ -252,8 +252,50 @@ def assumption_detail(request: AuthenticatedHttpRequest, slug: str, pk: int) -> 
     }
     template = "insights/assumption.html"
     if request.htmx:
-        template += "#verdict"
+        template += "#history" if request.GET.get("part") == "history" else "#verdict"
     return render(request, template, context)
+
+
+def _history_context(assumption: Assumption, plan: Plan, runs: list[AssumptionRun]) -> dict:
+    """The history drawn on the page: the one of the current test and data when it is ready,
+    else the last one computed while the next is on its way (`history_pending`)."""
+    if not assumption.has_test:
+        return {"history": None, "history_pending": False}
+    current = history_service.current_history(assumption, plan)
+    if current is None:
+        # Saved before histories existed, or its job was lost: ask again (no write here), once
+        # for everyone looking at it in the next minutes.
+        history_service.request_history(assumption, once=True)
+    ready = current if current and current.status == current.Status.READY else None
+    shown = ready or history_service.latest_ready_history(assumption)
+    points = shown.points if shown else []
+    drift = shown.drift if shown else None
+    pending = ready is None and (current is None or current.status == current.Status.PENDING)
+    waited = current.created_at if current else timezone.now()
+    return {
+        "history": shown,
+        "history_failed": current.message if current and current.status == "failed" else "",
+        "history_pending": pending,
+        "history_stalled": pending and timezone.now() - waited > RETEST_PATIENCE,
+        "figure": charts.history_figure(assumption, points, runs, drift),
+        "summary": charts.history_summary(assumption, points, drift),
+        "points": points,
+        "point_rows": [_point_row(assumption, point) for point in reversed(points)],
+        "drift": drift,
+    }
+
+
+def _point_row(assumption: Assumption, point: dict) -> dict:
+    fmt = assumption.format_value
+    low, high = point["ci_low"], point["ci_high"]
+    return {
+        "as_of": dt.datetime.fromisoformat(point["as_of"]),
+        "status": point["status"],
+        "status_label": AssumptionStatus(point["status"]).label,
+        "observed": fmt(point["observed"]),
+        "interval": f"{fmt(low)} – {fmt(high)}" if low is not None and high is not None else "",
+        "n": point["n"],
+    }
 
 
 RETEST_PATIENCE = dt.timedelta(minutes=2)
@@ -414,5 +456,6 @@ def test_preview(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
                 else ""
             ),
             target=assumption.target_display,
+            sentence=assumption.test_sentence,
         )
     return render(request, "insights/test_preview.html", context)

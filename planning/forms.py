@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import copy
 import json
 import math
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from django import forms
@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
-from lifecycle.models import Stage
+from lifecycle.models import EventMapping, Stage
 
 from .models import (
     BU_LEADER_NEEDS_UNIT,
@@ -20,6 +20,7 @@ from .models import (
     DUPLICATE_STAGE_NAME,
     DUPLICATE_STATEMENT,
     METRIC_PARAMS,
+    PROPORTION_METRICS,
     Assumption,
     BTInitiative,
     Membership,
@@ -29,6 +30,7 @@ from .models import (
     validate_one_line,
     validate_plan_slug,
 )
+from .models.items import PARAM_LABELS
 
 
 class ScheduleForm(forms.ModelForm):
@@ -54,6 +56,16 @@ class ScheduleForm(forms.ModelForm):
         }
         widgets = {"retest_time": forms.TimeInput(attrs={"type": "time"}, format="%H:%M")}
         help_texts = {"retest_timezone": "For example Europe/Paris, America/New_York or UTC."}
+
+
+class PeriodForm(forms.ModelForm):
+    """The plan's period: customer figures and assumption history are drawn per month or week."""
+
+    class Meta:
+        model = Plan
+        fields = ["period"]
+        labels = {"period": "Draw customer figures and assumption history per"}
+        help_texts = {"period": "Calendar months, or ISO weeks (Monday to Sunday), in UTC."}
 
 
 class EmailPreferencesForm(forms.ModelForm):
@@ -172,8 +184,48 @@ class ChoiceForm(ItemForm):
         return title
 
 
+SHARE_OUT_OF_RANGE = "A share is between 0% and 100%: type 40 for 40%."
+SHARE_OUT_OF_RANGE_IN_FILE = (
+    "{metric} is a share: its threshold is between 0 and 1 in a plan file (0.30 for 30%)."
+)
+
+
+def percent_of(share: float) -> str:
+    """A stored fraction as typed in percent: 0.4 → "40", 0.273 → "27.3" (no float noise)."""
+    return format((Decimal(repr(share)) * 100).normalize(), "f")
+
+
+def share_of(percent: float) -> float:
+    """A typed percentage as stored: 40 → 0.4; the inverse of `percent_of`, digit for digit."""
+    return float(Decimal(repr(percent)) / 100)
+
+
+def _param_field(name: str, kind: str, form: AssumptionForm) -> forms.Field:
+    label = PARAM_LABELS[name]
+    if kind == "days":
+        return forms.IntegerField(label=label, required=False, min_value=1)
+    if kind == "stage":
+        # The plan's stages, read when the select is drawn or a stage is chosen (not for a
+        # plan file, whose params come as one object).
+        return forms.ChoiceField(label=label, required=False, choices=form.stage_choices)
+    return forms.CharField(
+        label=label, required=False, widget=forms.TextInput(attrs={"list": form.event_types_id})
+    )
+
+
+# Each metric parameter has its own input, made from its kind (METRIC_PARAMS) and its words
+# (PARAM_LABELS); `params` is assembled from them.
+PARAM_KINDS = {name: kind for spec in METRIC_PARAMS.values() for name, (kind, _, _) in spec.items()}
+
+
 class AssumptionForm(ItemForm):
+    """An assumption as a person types it on the board: a share's thresholds in percent (40 for
+    40%), stored as fractions (0.4)."""
+
     params = forms.JSONField(label="Test parameters", required=False, widget=forms.HiddenInput)
+
+    # What a person types: percent. A plan file (AssumptionDataForm) writes fractions.
+    shares_in_percent = True
 
     class Meta:
         model = Assumption
@@ -191,28 +243,50 @@ class AssumptionForm(ItemForm):
             "evidence": forms.NumberInput(attrs={"min": 1, "max": 5}),
         }
 
-    # Each metric parameter has its own input; `params` is assembled from them.
-    PARAM_FIELDS = {
-        "event_type": forms.CharField(label="Event type", required=False),
-        "within_days": forms.IntegerField(label="Within (days)", required=False, min_value=1),
-        "from_event": forms.CharField(label="From event", required=False),
-        "to_event": forms.CharField(label="To event", required=False),
-        "inactive_days": forms.IntegerField(
-            label="Inactive for (days)", required=False, min_value=1
-        ),
-        "stage": forms.CharField(label="Stage", required=False),
-    }
-
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["metric"].widget.attrs["data-metric-params"] = json.dumps(
+        # What the page's script needs to follow the chosen metric (static/js/forms.js).
+        select = self.fields["metric"].widget
+        select.attrs["data-metric-params"] = json.dumps(
             {metric: list(spec) for metric, spec in METRIC_PARAMS.items()}
         )
+        select.attrs["data-share-metrics"] = json.dumps(sorted(PROPORTION_METRICS))
+        self.event_types_id = f"event-types-{self.instance.pk or 'new'}"
         params = self.instance.params or {}
-        for name, field in self.PARAM_FIELDS.items():
-            self.fields[f"param_{name}"] = copy.deepcopy(field)
+        for name, kind in PARAM_KINDS.items():
+            field = self.fields[f"param_{name}"] = _param_field(name, kind, self)
             if f"param_{name}" not in self.initial:
-                self.fields[f"param_{name}"].initial = params.get(name)
+                field.initial = params.get(name)
+        if not self.is_bound and self.shares_in_percent and self.is_share:
+            for name in ("threshold", "threshold_high"):
+                if self.initial.get(name) is not None:
+                    self.initial[name] = percent_of(float(self.initial[name]))
+
+    @property
+    def is_share(self) -> bool:
+        """Whether the chosen metric's value is a share (its thresholds in percent)."""
+        metric = self["metric"].value()
+        return metric in PROPORTION_METRICS
+
+    @cached_property
+    def event_types(self) -> list[str]:
+        """The plan's known event types (its event map), offered as the event inputs' list."""
+        return list(
+            EventMapping.objects.filter(plan=self.plan)
+            .order_by("event_type")
+            .values_list("event_type", flat=True)
+        )
+
+    @cached_property
+    def stage_names(self) -> list[str]:
+        return list(self.plan.stages.order_by("position", "id").values_list("name", flat=True))
+
+    def stage_choices(self) -> list[tuple[str, str]]:
+        names = self.stage_names
+        chosen = self["param_stage"].value()
+        # A stage renamed or removed since: still shown, and the model says what is wrong.
+        gone = [chosen] if chosen and chosen not in names else []
+        return [("", "Choose a stage…"), *((n, n) for n in [*names, *gone])]
 
     def clean(self):
         cleaned = super().clean()
@@ -231,7 +305,28 @@ class AssumptionForm(ItemForm):
             cleaned["params"] = {}
         elif cleaned.get("comparator") != "between":
             cleaned["threshold_high"] = None
+        if metric in PROPORTION_METRICS:
+            self._clean_shares(metric, cleaned)
         return cleaned
+
+    def _clean_shares(self, metric: str, cleaned: dict) -> None:
+        """A share's thresholds as stored (fractions), each refused outside 0–100%."""
+        for name in ("threshold", "threshold_high"):
+            value = cleaned.get(name)
+            if value is None:
+                continue
+            if self.shares_in_percent:
+                value = share_of(value)
+            cleaned[name] = value
+            if not 0 <= value <= 1:
+                message = (
+                    SHARE_OUT_OF_RANGE
+                    if self.shares_in_percent
+                    else SHARE_OUT_OF_RANGE_IN_FILE.format(metric=metric)
+                )
+                self.add_error(name, message)
+                # Kept, so that the model does not also say that the test lacks a threshold.
+                cleaned[name] = value
 
     def clean_statement(self) -> str:
         statement = self.cleaned_data["statement"].strip()
@@ -241,7 +336,7 @@ class AssumptionForm(ItemForm):
         return statement
 
     def param_fields(self):
-        return [self[f"param_{name}"] for name in self.PARAM_FIELDS]
+        return [self[f"param_{name}"] for name in PARAM_KINDS]
 
 
 class InitiativeForm(ItemForm):
@@ -337,7 +432,10 @@ class PlanForm(forms.ModelForm):
 class AssumptionDataForm(AssumptionForm):
     """An assumption given as data (a plan file) rather than typed into the board: its test's
     `params` come as one object, which the model checks (Assumption.clean) as it checks the
-    board's separate inputs; and a test that is given at all must name its metric."""
+    board's separate inputs; a test that is given at all must name its metric; and a share's
+    thresholds are fractions, as stored (DOMAIN §6: 0.30 for 30%)."""
+
+    shares_in_percent = False
 
     def __init__(self, *args: Any, tested: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -17,7 +17,14 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from insights.admin import EstimatedCountPaginator
-from insights.models import AssumptionRun, DigestDelivery, Event, Import, PlanRetest
+from insights.models import (
+    AssumptionHistory,
+    AssumptionRun,
+    DigestDelivery,
+    Event,
+    Import,
+    PlanRetest,
+)
 from lifecycle.models import DEFAULT_STAGES, EventMapping, Stage
 from planning.models import (
     Activity,
@@ -48,6 +55,7 @@ MODELS = [
     Import,
     Event,
     AssumptionRun,
+    AssumptionHistory,
     PlanRetest,
     DigestDelivery,
     Presence,
@@ -59,6 +67,7 @@ MODELS = [
 NO_ADD = {
     Activity,
     AssumptionRun,
+    AssumptionHistory,
     Import,
     Event,
     PlanRetest,
@@ -67,7 +76,7 @@ NO_ADD = {
     Invitation,
     PendingJob,
 }
-HISTORY = {Activity, AssumptionRun, PlanRetest}
+HISTORY = {Activity, AssumptionRun, AssumptionHistory, PlanRetest}
 APPS = {"lifecycle", "planning", "insights"}
 ON_POSTGRESQL = connection.vendor == "postgresql"
 START = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -154,6 +163,25 @@ def fill_plan(plan: Plan, membership: Membership) -> dict:
         ci_high=0.44,
         test=assumption.test_definition(),
     )
+    history = AssumptionHistory.objects.create(
+        assumption=assumption,
+        plan=plan,
+        key="0" * 64,
+        period="month",
+        data_version=plan.data_version,
+        test=assumption.test_definition(),
+        status=AssumptionHistory.Status.READY,
+        points=[
+            {
+                "as_of": "2026-03-31T23:59:59.999999+00:00",
+                "observed": 0.41,
+                "n": 812,
+                "ci_low": 0.38,
+                "ci_high": 0.44,
+                "status": "holds",
+            }
+        ],
+    )
     presence = Presence.objects.create(
         plan=plan, user=membership.user, connection=f"conn-{plan.pk}", last_seen=START
     )
@@ -183,6 +211,7 @@ def fill_plan(plan: Plan, membership: Membership) -> dict:
         Import: upload,
         Event: Event.objects.filter(plan=plan).first(),
         AssumptionRun: run,
+        AssumptionHistory: history,
         PlanRetest: retest,
         DigestDelivery: delivery,
     }
@@ -557,7 +586,11 @@ def test_staff_retries_failed_imports(
             url(Import), {"action": "retry", "_selected_action": [failed.pk, done.pk]}
         )
     assert response.status_code == 302
-    assert len(enqueued) == 1
+    # One import sent (the failed one), then the plan's histories once it succeeded.
+    assert [job.args[0] for job in enqueued] == [
+        "insights.tasks.import_events",
+        "insights.tasks.compute_plan_history",
+    ]
     failed.refresh_from_db()
     assert (failed.status, failed.rows_imported) == (Import.Status.SUCCEEDED, 1)
     assert Event.objects.filter(source_import=failed, customer_id="new-1").count() == 1

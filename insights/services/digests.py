@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -18,9 +18,12 @@ from planning.mail import subject_line
 from planning.models import Membership, StrategicChoice
 
 from ..models import AssumptionRun, DigestDelivery, PlanRetest
+from .health import ALARMING, BlastRadius, blast_radii
 
 UNSUBSCRIBE_SALT = "outside-in.digest-unsubscribe"
 QUIET_EVERY = dt.timedelta(days=7)
+# What a digest reports (DOMAIN §5, §10): a change of status, or a change of drift.
+REPORTED = Q(changed=True) | Q(drift_changed=True)
 
 
 def unsubscribe_token(membership: Membership) -> str:
@@ -57,7 +60,7 @@ def queue_digests(retest_id: int) -> list[DigestDelivery]:
         # Weekly quiet e-mails are counted from slot to slot: counted from the moment of sending,
         # a daily schedule would drift to one every 8 days.
         moment = retest.scheduled_for or retest.created_at
-        changed = retest.runs.filter(changed=True).exists()
+        changed = retest.runs.filter(REPORTED).exists()
         deliveries = []
         members = retest.plan.memberships.select_related("user").filter(digest_opt_out=False)
         for member in members:
@@ -83,25 +86,36 @@ def queue_digests(retest_id: int) -> list[DigestDelivery]:
 
 
 @dataclass
+class ReportedRun:
+    """One assumption in the digest: its run, and its blast radius when the run found it broken,
+    at risk or drifting."""
+
+    run: AssumptionRun
+    radius: BlastRadius | None = None
+
+
+@dataclass
 class ChoiceChanges:
     choice: StrategicChoice
     stages: list[str]
-    runs: list[AssumptionRun] = field(default_factory=list)
+    runs: list[ReportedRun] = field(default_factory=list)
 
 
 def changes_by_choice(retest: PlanRetest) -> list[ChoiceChanges]:
-    runs = (
-        retest.runs.filter(changed=True)
-        .select_related("assumption__choice")
+    runs = list(
+        retest.runs.filter(REPORTED)
+        .select_related("assumption__choice__plan")
         .prefetch_related("assumption__choice__stages")
         .order_by("assumption__choice__position", "assumption__choice_id", "assumption__position")
     )
+    alarming = [run.assumption for run in runs if run.status in ALARMING or run.drift]
+    radii = blast_radii(alarming)
     groups: dict[int, ChoiceChanges] = {}
     for run in runs:
         choice = run.assumption.choice
         if choice.pk not in groups:
             groups[choice.pk] = ChoiceChanges(choice, [s.name for s in choice.stages.all()])
-        groups[choice.pk].runs.append(run)
+        groups[choice.pk].runs.append(ReportedRun(run, radii.get(run.assumption_id)))
     return list(groups.values())
 
 
@@ -112,12 +126,15 @@ def build_digest(delivery: DigestDelivery) -> EmailMultiAlternatives:
     site = settings.SITE_URL
     unsubscribe = site + reverse("unsubscribe", args=[unsubscribe_token(member)])
     groups = changes_by_choice(retest) if delivery.kind == "changes" else []
-    count = sum(len(g.runs) for g in groups)
+    runs = [reported.run for group in groups for reported in group.runs]
+    count = len(runs)
     context = {
         "member": member,
         "plan": plan,
         "groups": groups,
         "count": count,
+        "status_count": sum(run.changed for run in runs),
+        "drift_count": sum(run.drift_changed for run in runs),
         "site": site,
         "plan_url": site + reverse("planning:board", args=[plan.slug]),
         "unsubscribe_url": unsubscribe,

@@ -33,6 +33,7 @@ from django.utils import timezone
 from planning.models import Plan
 
 from ..models import Event, Import
+from . import history
 
 # Reading files lives in csvfiles, checking their rows in rows; callers import those names from
 # here too.
@@ -436,6 +437,10 @@ def _finish(record: Import, status: Import.Status, result: ImportResult, message
     record.errors = [e.as_dict() for e in result.errors[:MAX_ERRORS_SHOWN]]
     record.finished_at = timezone.now()
     record.save()
+    if succeeded and record.rows_imported:
+        # In the import's transaction: the new data version commits with the events.
+        history.data_changed(record.plan_id)
+        history.request_plan_history(record.plan_id)
     with contextlib.suppress(Exception):  # it expires by itself
         cache.delete(progress_key(record.pk))
     return record

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, OperationalError, connections, transaction
+from django.db import DatabaseError, OperationalError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone as dj_timezone
 
@@ -22,6 +22,7 @@ from planning.services import record_activity
 
 from ..metrics import Measurement, MetricError, latest_event_at, measure, verdict
 from ..models import AssumptionRun, PlanRetest
+from . import history
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,13 @@ def evaluate(assumption: Assumption, plan_id: int, as_of: dt.datetime | None) ->
         )
     if as_of is None:
         return Outcome(Measurement(None, 0), AssumptionStatus.INSUFFICIENT_DATA, NO_DATA)
+    # Inside a caller's transaction, a savepoint: a failed statement must not poison the rest.
+    # Outside one, autocommit: a read there holds no lock, while on SQLite every transaction
+    # of ours begins IMMEDIATE and holds the write lock to its end (a member's save waited
+    # 14.5 s behind a test preview).
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     try:
-        with transaction.atomic():  # a failed statement must not poison the plan's other runs
+        with savepoint:
             measurement = measure(assumption, plan_id, as_of)
     except MetricError as error:
         return Outcome(Measurement(None, None), AssumptionStatus.ERROR, str(error))
@@ -140,7 +146,33 @@ def retest_assumption(
                 before={"status": previous},
                 after={"status": outcome.status, "observed": m.value},
             )
+    note_drift(assumption, run)
     return run
+
+
+def _drift_state(drift: dict | None) -> str:
+    return (drift or {}).get("direction", "")
+
+
+def note_drift(assumption: Assumption, run: AssumptionRun) -> None:
+    """At each re-test the history is brought up to date (DOMAIN §10) and its drift kept on the
+    run; a change of drift against the previous run is reported like a change of status. A
+    history that cannot be computed now never fails the re-test."""
+    try:
+        found = history.compute_history(assumption, plan=assumption.choice.plan)
+    except DatabaseError:
+        log.exception("history of assumption %s failed during a re-test", assumption.pk)
+        return
+    previous = (
+        AssumptionRun.objects.filter(assumption=assumption, created_at__lte=run.created_at)
+        .exclude(pk=run.pk)
+        .order_by("-created_at", "-id")
+        .values_list("drift", flat=True)
+        .first()
+    )
+    run.drift = found.drift
+    run.drift_changed = _drift_state(found.drift) != _drift_state(previous)
+    AssumptionRun.objects.filter(pk=run.pk).update(drift=run.drift, drift_changed=run.drift_changed)
 
 
 def tested_assumptions(plan: Plan):

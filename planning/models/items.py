@@ -104,6 +104,46 @@ METRIC_PARAMS: dict[str, dict[str, tuple[str, bool, Any]]] = {
     Metric.NPS: {"event_type": ("event_type", False, "survey")},
 }
 
+# Each parameter in words, as the assumption form labels it: the form's inputs follow from
+# METRIC_PARAMS and these.
+PARAM_LABELS: dict[str, str] = {
+    "event_type": "Event type",
+    "within_days": "Within how many days",
+    "from_event": "From event",
+    "to_event": "To event",
+    "inactive_days": "Inactive for how many days",
+    "stage": "Stage",
+}
+
+# A test in one sentence, per metric: its parameters by name, {target} the comparison in words.
+TEST_SENTENCES: dict[str, str] = {
+    Metric.ACTIVE_CUSTOMERS: "The number of customers with a {event_type} event is {target}",
+    Metric.REPEAT_RATE: (
+        "The share of new customers with another {event_type} event within {within_days} days "
+        "of their first is {target}"
+    ),
+    Metric.CONVERSION_RATE: (
+        "The share of customers with a {from_event} event who have a {to_event} event within "
+        "{within_days} days is {target}"
+    ),
+    Metric.CHURN_RATE: (
+        "The share of customers inactive for {inactive_days} days or more (churned) is {target}"
+    ),
+    Metric.STAGE_REACH: "The share of active customers who reach the {stage} stage is {target}",
+    Metric.MEAN_VALUE: "The mean value of a {event_type} event is {target}",
+    Metric.TOTAL_VALUE: "The total value of {event_type} events is {target}",
+    Metric.NPS: "The Net Promoter Score of {event_type} events is {target}",
+}
+# active_customers without an event type counts every event.
+ANY_ACTIVITY_SENTENCE = "The number of active customers is {target}"
+
+
+class _Unnamed(dict):
+    """A parameter the test does not name yet reads as an ellipsis, not as an error."""
+
+    def __missing__(self, key: str) -> str:
+        return "…"
+
 
 # Metrics whose value is a share of customers, shown as a percentage.
 PROPORTION_METRICS = {
@@ -121,6 +161,19 @@ class AssumptionStatus(models.TextChoices):
     AT_RISK = "at_risk", "At risk"
     BROKEN = "broken", "Broken"
     ERROR = "error", "Error"
+
+
+# The board's verdict filter and the plan health's counts (DOMAIN §10): each verdict, its words
+# and which assumptions it selects.
+VERDICTS: dict[str, tuple[str, Q]] = {
+    "broken": ("Broken", Q(status=AssumptionStatus.BROKEN)),
+    "at_risk": ("At risk", Q(status=AssumptionStatus.AT_RISK)),
+    "drifting": ("Drifting", Q(drift_since__isnull=False)),
+    "insufficient_data": ("Insufficient data", Q(status=AssumptionStatus.INSUFFICIENT_DATA)),
+    "untested": ("Untested", Q(status=AssumptionStatus.UNTESTED)),
+    "holds": ("Holds", Q(status=AssumptionStatus.HOLDS)),
+    "error": ("Error", Q(status=AssumptionStatus.ERROR)),
+}
 
 
 def clean_metric_params(metric: str, params: Any, stage_names: list[str] | None = None) -> dict:
@@ -230,6 +283,11 @@ class Assumption(models.Model):
     ci_low = models.FloatField(null=True, blank=True)
     ci_high = models.FloatField(null=True, blank=True)
     last_run_at = models.DateTimeField(null=True, blank=True)
+    # Early warning (DOMAIN §10), written by `insights` from the history: the period the drift
+    # began, toward breaking the test ("down" or "up"), and its sentence. Null: not drifting.
+    drift_since = models.DateField(null=True, blank=True, editable=False)
+    drift_direction = models.CharField(max_length=4, blank=True, editable=False)
+    drift_message = models.CharField(max_length=300, blank=True, editable=False)
     # Set while a "Re-test now" of this assumption waits for a worker: more clicks join it.
     retest_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -302,6 +360,10 @@ class Assumption(models.Model):
             return [self.threshold, self.threshold_high]  # type: ignore[list-item]
         return self.threshold
 
+    @property
+    def is_drifting(self) -> bool:
+        return self.drift_since is not None
+
     def format_value(self, value: float | None) -> str:
         """A metric value as a CMO reads it: 27.4% for a share, 41 for a count or an NPS."""
         if value is None:
@@ -326,6 +388,34 @@ class Assumption(models.Model):
             return f"between {low} and {high}"
         sign = "≥" if self.comparator == Comparator.AT_LEAST else "≤"
         return f"{sign} {self.format_value(self.threshold)}"
+
+    @property
+    def test_sentence(self) -> str:
+        """The test in one sentence a CMO reads: “The share of new customers with another
+        purchase event within 90 days of their first is at least 30.0%, in segment Retail.”"""
+        if not self.has_test or self.threshold is None:
+            return ""
+        if self.comparator == Comparator.BETWEEN:
+            high = self.format_value(self.threshold_high)
+            target = f"between {self.format_value(self.threshold)} and {high}"
+        else:
+            target = f"{Comparator(self.comparator).label} {self.format_value(self.threshold)}"
+        named = {
+            name: value
+            for name, (_, _, default) in METRIC_PARAMS.get(self.metric, {}).items()
+            if (value := (self.params or {}).get(name) or default) not in (None, "")
+        }
+        template = TEST_SENTENCES.get(self.metric, "{target}")
+        if self.metric == Metric.ACTIVE_CUSTOMERS and "event_type" not in named:
+            template = ANY_ACTIVITY_SENTENCE
+        parts = [template.format_map(_Unnamed(named, target=target))]
+        if self.segment:
+            parts.append(f"in segment {self.segment}")
+        if self.channel:
+            parts.append(f"on channel {self.channel}")
+        if self.window_days and self.metric != Metric.CHURN_RATE:  # churn has its own periods
+            parts.append(f"over the last {self.window_days} days")
+        return ", ".join(parts) + "."
 
     def test_definition(self) -> dict | None:
         if not self.has_test:

@@ -30,6 +30,13 @@ class Cadence(models.TextChoices):
     WEEKLY = "weekly", "Weekly"
 
 
+class Period(models.TextChoices):
+    """The plan's period for customer figures and assumption history (DOMAIN §8, §10), in UTC."""
+
+    MONTH = "month", "Month"
+    WEEK = "week", "Week (Monday to Sunday)"
+
+
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -87,6 +94,15 @@ class Plan(models.Model):
     retest_time = models.TimeField(default=dt.time(7, 0))
     retest_timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     next_retest_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    period = models.CharField(
+        max_length=10,
+        choices=Period,
+        default=Period.MONTH,
+        help_text="Customer figures and assumption history are drawn per period.",
+    )
+    # Bumped whenever the plan's events or event map change: what was computed from the data
+    # (assumption history) is kept per data version and never recomputed needlessly.
+    data_version = models.PositiveBigIntegerField(default=1, editable=False)
 
     # What a facilitator sets on the settings page (ScheduleForm, services.save_schedule).
     SCHEDULE_FIELDS = ("retest_cadence", "retest_weekday", "retest_time", "retest_timezone")
@@ -100,6 +116,7 @@ class Plan(models.Model):
             models.CheckConstraint(
                 condition=Q(retest_cadence__in=Cadence.values), name="plan_cadence_valid"
             ),
+            models.CheckConstraint(condition=Q(period__in=Period.values), name="plan_period_valid"),
         ]
 
     def __str__(self) -> str:

@@ -2,16 +2,22 @@
 
 Each object of the file goes through the form the web app uses for it (PlanForm, ScheduleForm,
 StageForm, MembershipForm, ChoiceForm, AssumptionDataForm, InitiativeForm), against the plan as
-written so far, so that the file and the board refuse the same things in the same words. A file
-with any error raises PlanFileError listing all of them, and the transaction leaves nothing.
-The whole import is one change in the plan's activity (before and after as plan files), which
-is also what tells open boards.
+written so far, and is written by the service the web app writes it with (board items by
+`write_item`, members by the members page's services), so that the file and the app refuse the
+same things in the same words and follow the same rules. A file with any error raises
+PlanFileError listing all of them, and the transaction leaves nothing.
+The import of the plan's items is one change in its activity (before and after as plan files),
+which is also what tells open boards; who joins, changes role or leaves is recorded member by
+member, as the members page records it.
 """
 
 from __future__ import annotations
 
+import copy
 import secrets
+from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -38,10 +44,12 @@ from planning.models import (
     Comparator,
     Membership,
     Plan,
+    Role,
     StrategicChoice,
 )
 from planning.services import User, changed_fields, create_plan, record_activity, snapshot
-from planning.services.editing import VERDICT_FIELDS, write_item
+from planning.services.editing import write_item
+from planning.services.people import MemberError, add_member, change_member, remove_member
 
 from .exporting import export_plan
 from .loading import PlanFileError, check_plan_data, kind_of, quoted
@@ -57,6 +65,7 @@ from .reading import (
     Errors,
     Node,
     check,
+    clause,
     is_number,
 )
 
@@ -64,10 +73,6 @@ from .reading import (
 def _default(model: type[models.Model], name: str) -> Any:
     field = model._meta.get_field(name)
     return field.get_default() if isinstance(field, models.Field) else None
-
-
-# A verdict is about the test it ran; once the test changes, the assumption awaits a re-test.
-NO_VERDICT = {name: _default(Assumption, name) for name in VERDICT_FIELDS}
 
 
 def import_plan(data: dict[str, Any], *, actor: User | None = None) -> tuple[Plan, bool]:
@@ -79,7 +84,7 @@ def import_plan(data: dict[str, Any], *, actor: User | None = None) -> tuple[Pla
     errors = Errors()
     with transaction.atomic():
         top = Node(data, "", PLAN, errors)
-        plan, before = _Import(top, errors).run()
+        plan, before = _Import(top, errors, actor).run()
         if errors:
             raise PlanFileError(errors)  # and the transaction takes back what was written
         after = export_plan(plan)
@@ -103,8 +108,8 @@ class _Import:
     """One file going in, object by object; what is written so far is what later objects name
     (their stages, owners and choices)."""
 
-    def __init__(self, top: Node, errors: Errors) -> None:
-        self.top, self.errors = top, errors
+    def __init__(self, top: Node, errors: Errors, actor: User | None) -> None:
+        self.top, self.errors, self.actor = top, errors, actor
         self.stages: dict[str, Stage] = {}  # by name in lower case
         self.members: dict[str, Membership] = {}  # by user name
         self.choices: dict[str, StrategicChoice] = {}  # by title
@@ -193,13 +198,14 @@ class _Import:
                 continue
             key = _key(name).lower()
             taken = {"name": claims[key]} if key in claims else {}
-            instance = (None if taken else existing.get(key)) or Stage(plan=plan)
-            before = snapshot(instance) if instance.pk else None
+            stored = None if taken else existing.get(key)
+            before = snapshot(stored) if stored else None
             entry = Entry(StageForm, Stage, place)
             entry.give("name", place, name, name)
+            instance = copy.copy(stored) if stored else Stage(plan=plan)
             form = StageForm(entry.data, plan=plan, instance=instance)
             if check(form, entry, self.errors, taken):
-                self.stages[key] = _write(form, before, position)
+                self.stages[key] = _write(form, stored, before, position)
                 claims[key] = place
 
     def write_event_map(self, plan: Plan) -> None:
@@ -256,15 +262,16 @@ class _Import:
     # --- members ----------------------------------------------------------------------------
 
     def write_members(self, plan: Plan) -> None:
-        """Memberships by user name. Leaving the plan ends a membership, never the user; a
-        member who stays keeps their own settings (e-mail digests), which the file does not
-        carry."""
+        """Memberships by user name, each checked by the members page's form and written by
+        its services (their rules, their activity). Leaving the plan ends a membership, never
+        the user; a member who stays keeps their own settings (e-mail digests), which the file
+        does not carry."""
         nodes = list(self.top.items("members", MEMBER))
         names = [node.text("username") for node in nodes]
         self.usernames = {name for name in names if name}
         users = _find_users(self.usernames)
-        plan.memberships.exclude(user_id__in=[user.pk for user in users.values()]).delete()
         existing = {membership.user_id: membership for membership in plan.memberships.all()}
+        wanted: list[_Member] = []
         claims: dict[str, str] = {}
         for node, name in zip(nodes, names, strict=True):
             user = users.get(name) if name else None
@@ -275,16 +282,42 @@ class _Import:
                     node.path, f'"{name}" is already at {claims[name]}; each must be unique'
                 )
                 continue
-            instance = existing.get(user.pk) if user else None
-            old = (instance.role, instance.business_unit) if instance else None
+            stored = existing.get(user.pk) if user else None
             entry = Entry(MembershipForm, Membership, node.path)
             entry.take(node, MEMBER.plain("username"), self.errors)
-            form = MembershipForm(entry.data, instance=instance or Membership(plan=plan, user=user))
+            instance = copy.copy(stored) if stored else Membership(plan=plan, user=user)
+            form = MembershipForm(entry.data, instance=instance)
             if check(form, entry, self.errors, {}) and user is not None and name is not None:
-                if old != (form.instance.role, form.instance.business_unit.strip()):
-                    form.save()
-                self.members[name] = form.instance
+                role, unit = form.cleaned_data["role"], form.cleaned_data["business_unit"].strip()
+                wanted.append(_Member(node, name, user, stored, role, unit))
                 claims[name] = node.path
+        named = {user.pk for user in users.values()}
+        leaving = [m for user_id, m in existing.items() if user_id not in named]
+        self.change_members(plan, wanted, leaving)
+
+    def change_members(self, plan: Plan, wanted: list[_Member], leaving: list[Membership]) -> None:
+        """Who joins first (in the file's order), then who changes role (new facilitators
+        first), then who leaves: a plan that has a facilitator keeps one, whatever order the
+        file lists people in."""
+        changing: list[tuple[_Member, Membership]] = []
+        for member in wanted:
+            stored = member.stored
+            if stored is None:
+                stored = add_member(plan, self.actor, member.user, member.role, member.unit)
+            elif (stored.role, stored.business_unit) != (member.role, member.unit):
+                changing.append((member, stored))
+            self.members[member.name] = stored
+        for member, stored in sorted(changing, key=lambda each: each[0].role != Role.FACILITATOR):
+            try:
+                change_member(stored, self.actor, member.role, member.unit)
+            except MemberError as error:
+                member.node.error("role", clause(str(error)))
+        for membership in leaving:
+            try:
+                remove_member(membership, self.actor)
+            except MemberError as error:
+                name = membership.user.get_username()
+                self.top.error("members", f'"{name}" cannot leave the plan: {clause(str(error))}')
 
     def owner_id(self, node: Node) -> int | None:
         owner = node.get("owner")
@@ -302,49 +335,77 @@ class _Import:
         nodes = list(self.top.items("choices", CHOICE))
         self.titles = {_key(node.get("title")) for node in nodes}
         plan.choices.exclude(title__in=self.titles).delete()
-        existing = {choice.title: choice for choice in plan.choices.all()}
+        # Their stages read at once: a form for a stored item starts from its values.
+        existing = {choice.title: choice for choice in plan.choices.prefetch_related("stages")}
+        self.assumptions = self.stored_assumptions(plan, nodes, existing)
         claims: dict[str, str] = {}
         for position, node in enumerate(nodes):
             key = _key(node.get("title"))
             taken = {"title": claims[key]} if key in claims else {}
-            instance = (None if taken else existing.get(key)) or StrategicChoice(plan=plan)
-            before = snapshot(instance) if instance.pk else None
+            stored = None if taken else existing.get(key)
+            before = snapshot(stored) if stored else None
             entry = Entry(ChoiceForm, StrategicChoice, node.path)
             entry.take(node, CHOICE.plain("stages", "owner", "assumptions"), self.errors)
             entry.give("stages", node.at("stages"), node.get("stages"), self.stage_ids(node))
             entry.give("owner", node.at("owner"), node.get("owner"), self.owner_id(node))
+            instance = copy.copy(stored) if stored else StrategicChoice(plan=plan)
             form = ChoiceForm(entry.data, plan=plan, instance=instance)
             choice = None
             if check(form, entry, self.errors, taken):
-                choice = _write(form, before, position)
+                choice = _write(form, stored, before, position)
+                # Writing reads the row back, which forgets the plan; its assumptions' checks ask.
+                choice.plan = plan
                 self.choices[key] = choice
                 claims[key] = node.at("title")
             self.write_assumptions(plan, node, choice)
+
+    def stored_assumptions(
+        self, plan: Plan, nodes: list[Node], choices: dict[str, StrategicChoice]
+    ) -> dict[int, dict[str, Assumption]]:
+        """The stored assumptions of the plan's choices, by choice and statement, read in one
+        query; those the file no longer has under their choice are deleted first, in one go."""
+        statements: dict[int, set[str]] = {}
+        for node in nodes:
+            choice = choices.get(_key(node.get("title")))
+            written = node.get("assumptions")
+            if choice is not None and choice.pk not in statements:
+                statements[choice.pk] = {
+                    _key(item.get("statement"))
+                    for item in (written if isinstance(written, list) else [])
+                    if isinstance(item, dict)
+                }
+        stored: dict[int, dict[str, Assumption]] = defaultdict(dict)
+        gone = []
+        for assumption in Assumption.objects.filter(choice__plan=plan):
+            if assumption.statement in statements.get(assumption.choice_id, ()):
+                stored[assumption.choice_id][assumption.statement] = assumption
+            else:
+                gone.append(assumption.pk)
+        if gone:
+            Assumption.objects.filter(pk__in=gone).delete()
+        return stored
 
     def write_assumptions(self, plan: Plan, parent: Node, choice: StrategicChoice | None) -> None:
         """A choice's assumptions, matched by statement. Those of a choice in error are still
         checked, against no choice, and not written."""
         nodes = list(parent.items("assumptions", ASSUMPTION))
-        existing: dict[str, Assumption] = {}
-        if choice is not None and choice.pk:
-            statements = {_key(node.get("statement")) for node in nodes}
-            choice.assumptions.exclude(statement__in=statements).delete()
-            existing = {assumption.statement: assumption for assumption in choice.assumptions.all()}
+        existing = self.assumptions.get(choice.pk, {}) if choice is not None else {}
         claims: dict[str, str] = {}
         for position, node in enumerate(nodes):
             key = _key(node.get("statement"))
             taken = {"statement": claims[key]} if key in claims else {}
-            instance = (None if taken else existing.get(key)) or Assumption(choice=choice)
-            before = snapshot(instance) if instance.pk else None
+            stored = None if taken else existing.get(key)
+            if stored is not None:
+                stored.choice = choice  # type: ignore[assignment]  # its plan is this plan
+            before = snapshot(stored) if stored else None
             entry = Entry(AssumptionDataForm, Assumption, node.path)
             entry.take(node, ASSUMPTION.plain("owner", "test"), self.errors)
             entry.give("owner", node.at("owner"), node.get("owner"), self.owner_id(node))
             tested = self.take_test(node, entry)
+            instance = copy.copy(stored) if stored else Assumption(choice=choice)
             form = AssumptionDataForm(entry.data, plan=plan, instance=instance, tested=tested)
             if check(form, entry, self.errors, taken) and choice is not None:
-                changes = changed_fields(before, _values(form)) if before else []
-                retested = set(changes) & set(Assumption.TEST_FIELDS)
-                _write(form, before, position, **(NO_VERDICT if retested else {}))
+                _write(form, stored, before, position)
                 claims[key] = node.at("statement")
 
     def take_test(self, node: Node, entry: Entry) -> bool:
@@ -396,20 +457,22 @@ class _Import:
     def write_initiatives(self, plan: Plan) -> None:
         nodes = list(self.top.items("bt_initiatives", INITIATIVE))
         plan.bt_initiatives.exclude(title__in={_key(node.get("title")) for node in nodes}).delete()
-        existing = {initiative.title: initiative for initiative in plan.bt_initiatives.all()}
+        stored_ones = plan.bt_initiatives.prefetch_related("stages", "choices")
+        existing = {initiative.title: initiative for initiative in stored_ones}
         claims: dict[str, str] = {}
         for position, node in enumerate(nodes):
             key = _key(node.get("title"))
             taken = {"title": claims[key]} if key in claims else {}
-            instance = (None if taken else existing.get(key)) or BTInitiative(plan=plan)
-            before = snapshot(instance) if instance.pk else None
+            stored = None if taken else existing.get(key)
+            before = snapshot(stored) if stored else None
             entry = Entry(InitiativeForm, BTInitiative, node.path)
             entry.take(node, INITIATIVE.plain("stages", "choices"), self.errors)
             entry.give("stages", node.at("stages"), node.get("stages"), self.stage_ids(node))
             entry.give("choices", node.at("choices"), node.get("choices"), self.choice_ids(node))
+            instance = copy.copy(stored) if stored else BTInitiative(plan=plan)
             form = InitiativeForm(entry.data, plan=plan, instance=instance)
             if check(form, entry, self.errors, taken):
-                _write(form, before, position)
+                _write(form, stored, before, position)
                 claims[key] = node.at("title")
 
     def choice_ids(self, node: Node) -> list[int]:
@@ -421,6 +484,18 @@ class _Import:
             elif key not in self.titles:  # a choice in error is said once, at the choice
                 self.errors.add(place, f"{quoted(title)} is not the title of a choice in this file")
         return ids
+
+
+@dataclass
+class _Member:
+    """A member the file names, checked: where, who, as stored (None: joining), and as wanted."""
+
+    node: Node
+    name: str
+    user: Any
+    stored: Membership | None
+    role: str
+    unit: str
 
 
 def _key(value: Any) -> str:
@@ -438,16 +513,21 @@ def _values(form: ItemForm) -> dict[str, Any]:
     return values
 
 
-def _write(form: ItemForm, before: dict[str, Any] | None, position: int, **extra: Any) -> Any:
-    """Save the checked form's item at `position` (with `extra` values besides the form's)
-    through the board's own writer; `before` is the item's snapshot before the form, None for
-    a new one. An item the file leaves as it was is not written at all: its version and
-    `updated_at` stay."""
-    item = form.instance
+def _write(form: ItemForm, stored: Any, before: dict[str, Any] | None, position: int) -> Any:
+    """Save the checked form's values at `position` through the board's own writer: onto the
+    `stored` item (the form checked a copy of it), whose snapshot is `before`, or as a new item.
+    An item the file leaves as it was is not written at all: its version and `updated_at`
+    stay."""
     values = _values(form)
-    if before is not None and not changed_fields(before, values) and item.position == position:
-        return item
-    return write_item(item, values, position=position, **extra)
+    if stored is None:
+        return write_item(form.instance, values, position=position)
+    if not changed_fields(before or {}, values) and stored.position == position:
+        return stored
+    for name in values:  # the owner the form looked up, not looked up again
+        field = stored._meta.get_field(name)
+        if field.many_to_one and field.is_cached(form.instance):
+            setattr(stored, name, getattr(form.instance, name))
+    return write_item(stored, values, position=position)
 
 
 def _find_users(usernames: Iterable[str]) -> dict[str, Any]:

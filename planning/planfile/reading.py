@@ -254,7 +254,7 @@ def _in_words(
         return [f'{quoted(written)} is not a time of day such as "07:00"']
     # A rule's own message (a clean() method's, without a code) continues the place as a clause:
     # "members[2].business_unit: a BU leader names…"; a validator's is quoted as it is.
-    return [_clause(m) if code is None else m for m in problem.messages]
+    return [clause(m) if code is None else m for m in problem.messages]
 
 
 # A number's errors (DecimalField and FloatField are IntegerFields too): each is said as what
@@ -266,7 +266,7 @@ NUMBER_CODES = {"invalid", "min_value", "max_value"} | {
 }
 
 
-def _clause(message: str) -> str:
+def clause(message: str) -> str:
     """“A BU leader names…” as the rest of a sentence; an acronym (“NPS…”) keeps its case."""
     return message[:1].lower() + message[1:] if not message[1:2].isupper() else message
 

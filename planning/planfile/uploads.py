@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import transaction
 
-from planning.models import Membership, Plan, Role
+from planning.models import Plan, Role
 from planning.services import User
 
 from .importing import import_plan
@@ -22,8 +22,10 @@ def start_plan_from_file(user: User, data: dict) -> tuple[Plan, list[str]]:
     if isinstance(slug, str) and Plan.objects.filter(slug=slug).exists():
         raise PlanFileError([f'slug: a plan "{slug}" exists already; change the slug in the file'])
     data, left_out = _only_the_uploader(data, user.get_username())
+    if isinstance(data, dict) and not data.get("members"):
+        # Joined like any member a file names: by the members' service, with its activity.
+        data = {**data, "members": [{"username": user.get_username(), "role": Role.FACILITATOR}]}
     plan, _ = import_plan(data, actor=user)
-    Membership.objects.get_or_create(plan=plan, user=user, defaults={"role": Role.FACILITATOR})
     return plan, left_out
 
 

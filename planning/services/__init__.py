@@ -31,6 +31,7 @@ from .plans import (
     create_plan,
     plans_for_user,
     record_activity,
+    save_period,
     save_schedule,
     start_plan,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "remove_member",
     "revert_activity",
     "save_item",
+    "save_period",
     "save_schedule",
     "snapshot",
     "start_plan",

@@ -58,11 +58,13 @@ def label_of(item: models.Model) -> str:
 def write_item[M: models.Model](
     item: M, values: dict[str, Any], *, position: int | None = None, **extra: Any
 ) -> M:
-    """The one place a board item's row is written: its editable `values` (plain values, ids
-    for relations, as `snapshot` gives them), its `position`, and `extra` fields of the model
-    (a cleared verdict). A stored item goes up a version, so that open boards and open forms
-    see it changed; a name taken meanwhile is NameTaken. Records no activity: the board's
-    saves record one per item (`save_item`, `create_item`), a plan file one per import."""
+    """The one place a board item's row is written: `item` as stored (or a new one), its
+    editable `values` (plain values, ids for relations, as `snapshot` gives them), its
+    `position`, and `extra` fields of the model. A stored item goes up a version, so that open
+    boards and open forms see it changed; a name taken meanwhile is NameTaken. An assumption
+    whose test changes loses its verdict. Records no activity: the board's saves record one
+    per item (`save_item`, `create_item`), a plan file one per import."""
+    test_before = _test_of(item)
     many = {}
     for name, value in values.items():
         field = _field(item, name)
@@ -75,6 +77,9 @@ def write_item[M: models.Model](
     if position is not None:
         item.position = position  # type: ignore[attr-defined]
     item.full_clean(exclude=["plan", "choice"], validate_unique=False, validate_constraints=False)
+    if test_before is not None and changed_fields(test_before, _test_of(item) or {}):
+        for name, value in NO_VERDICT.items():  # the verdict of an old test is misleading
+            setattr(item, name, value)
     stored = item.pk is not None
     if stored:
         item.version = F("version") + 1  # type: ignore[attr-defined]
@@ -84,6 +89,13 @@ def write_item[M: models.Model](
     for name, ids in many.items():
         getattr(item, name).set(ids)
     return item
+
+
+def _test_of(item: models.Model) -> dict[str, Any] | None:
+    """A stored assumption's test, as its clean() leaves it (params normalised)."""
+    if not isinstance(item, Assumption) or item.pk is None:
+        return None
+    return {name: getattr(item, name) for name in Assumption.TEST_FIELDS}
 
 
 def _apply(item: models.Model, values: dict[str, Any]) -> None:
@@ -255,6 +267,11 @@ def delete_item(item: models.Model, actor: User) -> Activity:
 
 
 VERDICT_FIELDS = ["status", "observed", "sample_size", "ci_low", "ci_high", "last_run_at"]
+# What an assumption holds from running its test: its verdict and its early warning (§10).
+NO_VERDICT = {
+    name: Assumption._meta.get_field(name).get_default()  # type: ignore[union-attr]
+    for name in (*VERDICT_FIELDS, "drift_since", "drift_direction", "drift_message")
+}
 
 
 def _verdict(assumption: Assumption) -> dict[str, Any]:

@@ -11,9 +11,11 @@ from django.db import models, transaction
 from .. import tasks
 from ..jobs import enqueue
 from ..models import (
+    BU_LEADER_NEEDS_UNIT,
     Comment,
     Membership,
     Plan,
+    Role,
 )
 from .editing import kind_of, label_of
 from .plans import record_activity
@@ -60,10 +62,41 @@ class MemberError(Exception):
     pass
 
 
+# Who is in a plan changes here, each change with its rules and its activity row, for the
+# members page (change, remove) and a plan file (add, change, remove). An accepted invitation
+# adds its member in services/invitations.py.
+
+
 @transaction.atomic
-def change_member(membership: Membership, actor: User, role: str, business_unit: str) -> None:
+def add_member(
+    plan: Plan, actor: User | None, user: User, role: str, business_unit: str = ""
+) -> Membership:
+    """Put a user in the plan, as a plan file names them (DOMAIN §6); from the web, people
+    join by accepting an invitation (services/invitations.py)."""
+    lock_plan_people(plan.pk)
+    _needs_unit(role, business_unit)
+    membership = Membership.objects.create(
+        plan=plan, user=user, role=role, business_unit=business_unit
+    )
+    record_activity(
+        plan,
+        actor,
+        "created",
+        "member",
+        item_id=membership.pk,
+        item_label=str(membership),
+        after={"role": membership.role, "business_unit": membership.business_unit},
+    )
+    return membership
+
+
+@transaction.atomic
+def change_member(
+    membership: Membership, actor: User | None, role: str, business_unit: str
+) -> Membership:
     membership = _locked(membership)
     before = {"role": membership.role, "business_unit": membership.business_unit}
+    _needs_unit(role, business_unit)
     _keep_a_facilitator(membership, role)
     membership.role, membership.business_unit = role, business_unit
     membership.save(update_fields=["role", "business_unit"])
@@ -77,10 +110,11 @@ def change_member(membership: Membership, actor: User, role: str, business_unit:
         before=before,
         after={"role": role, "business_unit": membership.business_unit},
     )
+    return membership
 
 
 @transaction.atomic
-def remove_member(membership: Membership, actor: User) -> None:
+def remove_member(membership: Membership, actor: User | None) -> None:
     membership = _locked(membership)
     _keep_a_facilitator(membership, None)
     record_activity(
@@ -108,6 +142,12 @@ def _locked(membership: Membership) -> Membership:
     if current is None:
         raise MemberError(f"{membership.display_name} is no longer a member of this plan.")
     return current
+
+
+def _needs_unit(role: str, business_unit: str) -> None:
+    """A BU leader names the business unit they speak for (DOMAIN §1)."""
+    if role == Role.BU_LEADER and not business_unit.strip():
+        raise MemberError(BU_LEADER_NEEDS_UNIT)
 
 
 def _keep_a_facilitator(membership: Membership, new_role: str | None) -> None:

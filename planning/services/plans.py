@@ -65,6 +65,28 @@ def save_schedule(plan: Plan, actor: User, cleaned_data: Mapping[str, Any]) -> P
     return stored
 
 
+def save_period(plan: Plan, actor: User, period: str) -> Plan:
+    """Set the plan's period (month or week) and record it; its assumption histories are drawn
+    again per that period (insights follows the plan's save)."""
+    stored = Plan.objects.select_for_update().get(pk=plan.pk)
+    before = stored.period
+    if before == period:
+        return stored
+    stored.period = period
+    stored.save(update_fields=["period", "updated_at"])
+    record_activity(
+        stored,
+        actor,
+        "updated",
+        "period",
+        item_id=stored.pk,
+        item_label=stored.get_period_display(),
+        before={"period": before},
+        after={"period": period},
+    )
+    return stored
+
+
 def _schedule_of(plan: Plan) -> dict[str, str]:
     return {name: str(getattr(plan, name)) for name in Plan.SCHEDULE_FIELDS}
 

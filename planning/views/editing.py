@@ -4,6 +4,7 @@ of item; with HTMX they answer with fragments, without JavaScript they redirect.
 from __future__ import annotations
 
 import json
+import math
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -15,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
+from ..forms import PARAM_KINDS
 from ..http import AuthenticatedHttpRequest, HtmxHttpRequest
 from ..kinds import KINDS
 from ..models import (
@@ -119,6 +121,24 @@ def _render_item(
     return render(request, f"planning/board.html#{kind.name}_item", context, status=status)
 
 
+# What a link may fill in on a new item's form (…/assumptions/new/?metric=nps&threshold=30, as
+# the Customers page's "Make this an assumption" does): plain fields and test parameters; the
+# related ones are picked in the form. Every value is still checked when the form is saved.
+NOT_PREFILLED = {"params", "owner", "stages", "choices"}
+
+
+def prefilled(query, form_class) -> dict:
+    names = {*form_class.base_fields, *(f"param_{name}" for name in PARAM_KINDS)}
+    initial = {name: query[name] for name in names - NOT_PREFILLED if query.get(name, "").strip()}
+    for name in ("threshold", "threshold_high"):  # the form writes a share's as a percentage
+        try:
+            if name in initial and not math.isfinite(float(initial[name])):
+                raise ValueError
+        except ValueError:
+            del initial[name]
+    return initial
+
+
 @require_http_methods(["GET", "POST"])
 @login_required
 def item_new(
@@ -130,6 +150,8 @@ def item_new(
     parent = _item(plan, spec.parent, parent_pk) if spec.parent and parent_pk else None
     instance = spec.model(**({spec.parent: parent} if spec.parent else {"plan": plan}))
     initial = {"stages": [request.GET["stage"]]} if request.GET.get("stage", "").isdigit() else {}
+    if request.method == "GET":
+        initial.update(prefilled(request.GET, spec.form))
     form = spec.form(
         request.POST if request.method == "POST" else None,
         plan=plan,

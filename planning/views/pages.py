@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -14,11 +14,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from ..forms import (
     EmailPreferencesForm,
     NewPlanForm,
+    PeriodForm,
     ScheduleForm,
 )
 from ..http import AuthenticatedHttpRequest, HtmxHttpRequest
 from ..kinds import KINDS
 from ..models import (
+    VERDICTS,
     Activity,
     Assumption,
     BTInitiative,
@@ -34,6 +36,7 @@ from ..services import (
     RevertError,
     plans_for_user,
     revert_activity,
+    save_period,
     save_schedule,
     start_plan,
 )
@@ -62,14 +65,18 @@ def plan_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "planning/plan_list.html", {"rows": rows})
 
 
-BOARD_FILTERS = ("bu", "owner", "status", "horizon")
+BOARD_FILTERS = ("bu", "owner", "status", "horizon", "verdict")
 
 
+# The board's assumption verdict filter (DOMAIN §5, §10): value → (label, which assumptions).
+# Filtered, the board shows the choices with such an assumption, and within them only those.
 @require_GET
 @login_required
 def board(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     filters = {name: request.GET.get(name, "") for name in BOARD_FILTERS}
+    if filters["verdict"] not in VERDICTS:
+        filters["verdict"] = ""
     choices = _board_choices(plan, filters)
     stages = list(plan.stages.all())
     by_stage: dict[int, list[StrategicChoice]] = defaultdict(list)
@@ -103,30 +110,39 @@ def board(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
             "owners": members,
             "statuses": ChoiceStatus.choices,
             "horizons": Horizon.choices,
+            "verdicts": [(value, label) for value, (label, _) in VERDICTS.items()],
         },
     }
     template = "planning/board.html#board_body" if request.htmx else "planning/board.html"
     return render(request, template, context)
 
 
-def card_assumptions() -> Prefetch:
-    """A card's assumptions as the board shows them: in order, with owners and comment counts."""
+def card_assumptions(only: Q | None = None) -> Prefetch:
+    """A card's assumptions as the board shows them: in order, with owners and comment counts;
+    `only` those of a verdict when the board is filtered on one."""
     assumptions = (
         Assumption.objects.select_related("owner__user")
         .annotate(comment_count=Count("comments"))
         .order_by("position", "id")
     )
+    if only is not None:
+        assumptions = assumptions.filter(only)
     return Prefetch("assumptions", queryset=assumptions)
 
 
 def _board_choices(plan: Plan, filters: dict[str, str]):
+    verdict = VERDICTS[filters["verdict"]][1] if filters["verdict"] else None
     choices = (
         StrategicChoice.objects.filter(plan=plan)
         .select_related("owner__user")
         .annotate(comment_count=Count("comments"))
-        .prefetch_related("stages", card_assumptions())
+        .prefetch_related("stages", card_assumptions(verdict))
         .order_by("position", "id")
     )
+    if verdict is not None:
+        choices = choices.filter(
+            Exists(Assumption.objects.filter(verdict, choice_id=OuterRef("pk")))
+        )
     if filters["bu"]:
         choices = choices.filter(business_unit=filters["bu"])
     if filters["owner"].isdigit():
@@ -176,6 +192,7 @@ def activity(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
                 ("invitation", "Invitations"),
                 ("plan", "Plan"),
                 ("schedule", "Schedule"),
+                ("period", "Periods"),
             ],
             "revertible": set(KINDS),
         },
@@ -252,9 +269,21 @@ def plan_settings(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     """The re-test schedule (facilitators) and each member's own e-mail preferences."""
     plan, membership = get_plan_for_user(request.user, slug)
     schedule = ScheduleForm(instance=plan, prefix="schedule")
+    period = PeriodForm(instance=plan, prefix="period")
     email = EmailPreferencesForm(instance=membership, prefix="email")
     if request.method == "POST":
-        if "schedule-retest_cadence" in request.POST:
+        if "period-period" in request.POST:
+            require_facilitator(membership)
+            period = PeriodForm(request.POST, instance=Plan(pk=plan.pk), prefix="period")
+            if period.is_valid():
+                plan = save_period(plan, request.user, period.cleaned_data["period"])
+                messages.success(
+                    request,
+                    f"Figures and histories are drawn per {plan.period} now; the histories "
+                    "are being computed again.",
+                )
+                return redirect("planning:settings", slug=plan.slug)
+        elif "schedule-retest_cadence" in request.POST:
             require_facilitator(membership)
             schedule = ScheduleForm(request.POST, instance=plan, prefix="schedule")
             if schedule.is_valid():
@@ -270,8 +299,14 @@ def plan_settings(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "planning/settings.html",
-        {"plan": plan, "membership": membership, "schedule": schedule, "email": email},
-        status=400 if schedule.errors or email.errors else 200,
+        {
+            "plan": plan,
+            "membership": membership,
+            "schedule": schedule,
+            "period": period,
+            "email": email,
+        },
+        status=400 if schedule.errors or email.errors or period.errors else 200,
     )
 
 

@@ -1,5 +1,6 @@
-// Test fields follow the chosen metric: only its parameters show, and the upper threshold only
-// for "between". Without JavaScript every field shows and the server explains what is wrong.
+// Test fields follow the chosen metric: only its parameters show, the "%" of a share's
+// thresholds, and the upper threshold only for "between". Without JavaScript every field shows
+// and the server explains what is wrong.
 (function () {
   "use strict";
   function update(form) {
@@ -8,6 +9,11 @@
     var params = JSON.parse(metric.dataset.metricParams)[metric.value] || [];
     form.querySelectorAll("[data-param]").forEach(function (el) {
       el.hidden = params.indexOf(el.dataset.param) < 0;
+    });
+    // A share's thresholds are typed in percent: the "%" shows for those metrics only.
+    var shares = JSON.parse(metric.dataset.shareMetrics || "[]");
+    form.querySelectorAll("[data-share-unit]").forEach(function (el) {
+      el.hidden = shares.indexOf(metric.value) < 0;
     });
     var comparator = form.querySelector("[name=comparator]");
     var high = form.querySelector("[data-field=threshold_high]");

@@ -64,14 +64,18 @@ def test_a_test_is_previewed_re_tested_and_charted(browsing, worker, plan, cmo, 
     revenue.refresh_from_db()
     assert (revenue.threshold, revenue.status, revenue.observed) == (600, "broken", 500)
 
-    # The history chart, drawn by the static script from the page's JSON, with the run on it:
-    # it came with the verdict, no reload needed.
+    # The history chart, drawn by the static script from the page's JSON, against data time:
+    # the end of January, of February, and as_of (1 March), with the run marked where its data
+    # ended. It came with the verdict, no reload needed.
     chart = a.locator("[data-chart=history-figure]")
     expect(chart).to_have_class("chart js-plotly-plot")
     expect(chart.locator("svg.main-svg").first).to_be_visible()
-    expect(chart.locator(".scatterlayer .trace .points path")).to_have_count(1)
+    expect(chart.locator(".scatterlayer .trace .points path")).to_have_count(3 + 1)
+    ticks = " ".join(chart.locator(".xaxislayer-above .xtick text").all_text_contents())
+    assert "Feb" in ticks and "Dec" not in ticks, ticks  # data time, not today (December)
     expect(a.locator("figcaption")).to_contain_text(
-        "observed 500.00 at first, 500.00 at the latest run (broken), against a target ≥ 600.00"
+        "3 points of data time from 31 Jan 2026 to 1 Mar 2026: 500.00 at first, 500.00 with "
+        "the latest data (broken), against a target ≥ 600.00."
     )
     expect(a.get_by_role("row").filter(has_text="Broken")).to_have_count(1)
     no_csp_violation(a)

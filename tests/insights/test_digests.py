@@ -289,3 +289,153 @@ def test_smtp_down_then_back_delivers_exactly_once(daily, seeded, cmo, settings)
         assert delivery.attempts == 2
     finally:
         smtp.stop()
+
+
+# --- a change of drift (DOMAIN §10) -------------------------------------------------------------
+
+DRIFT_SENTENCE = "Purchases have been falling since January: 500 → 320"
+
+
+def stable_statuses(seeded) -> None:
+    """The statuses the run finds: no status changes."""
+    for assumption, status in [
+        (seeded.repeat, "broken"),
+        (seeded.revenue, "holds"),
+        (seeded.buyers, "holds"),
+    ]:
+        type(assumption).objects.filter(pk=assumption.pk).update(status=status)
+
+
+def starts_drifting(retest: PlanRetest, assumption) -> None:
+    """What the drift detector leaves when the re-test finds the assumption drifting."""
+    drift = {"since": "2026-01-01", "direction": "down", "message": DRIFT_SENTENCE}
+    retest.runs.exclude(assumption=assumption).update(drift=None, drift_changed=False)
+    retest.runs.filter(assumption=assumption).update(drift=drift, drift_changed=True)
+    type(assumption).objects.filter(pk=assumption.pk).update(
+        drift_since=dt.date(2026, 1, 1), drift_direction="down", drift_message=DRIFT_SENTENCE
+    )
+
+
+def test_a_change_of_drift_is_in_the_digest_with_its_sentence_and_blast_radius(
+    daily, seeded, cmo, smtp_server, settings
+):
+    from insights.models import Event
+    from lifecycle.models import EventMapping
+    from planning.models import BTInitiative
+
+    settings.SITE_URL = SITE
+    stages = {s.name: s for s in daily.stages.all()}
+    for kind, stage in [("purchase", "Buy"), ("signup", "Buy"), ("review", "Engage")]:
+        EventMapping.objects.create(plan=daily, event_type=kind, stage=stages[stage])
+    # February is the last complete month before as_of (1 March, 12:00). Customers reached
+    # there in Buy or Engage: signups of x1–x4, reviews of x3–x6 (x3, x4 in both); the
+    # January purchases and the March visit are in other months.
+    february = [(f"x{i}", "signup") for i in range(1, 5)] + [
+        (f"x{i}", "review") for i in range(3, 7)
+    ]
+    Event.objects.bulk_create(
+        Event(
+            plan=daily,
+            customer_id=customer,
+            occurred_at=dt.datetime(2026, 2, 10 + n, tzinfo=UTC),
+            event_type=kind,
+            dedupe_key=Event.identity(f"feb-{n}", {}, 0),
+        )
+        for n, (customer, kind) in enumerate(february)
+    )
+    billing = BTInitiative.objects.create(
+        plan=daily, title="Subscription billing", cost_estimate=250000, position=0
+    )
+    billing.choices.set([seeded.loyalty])
+    app = BTInitiative.objects.create(
+        plan=daily, title="Loyalty app", cost_estimate=100000, position=1
+    )
+    app.choices.set([seeded.loyalty, seeded.visits])
+    stable_statuses(seeded)
+
+    retest = scheduled_retest(daily, 2)
+    starts_drifting(retest, seeded.revenue)
+    assert not retest.runs.filter(changed=True).exists()  # a change of drift alone
+    (delivery,) = queue_digests(retest.pk)
+    assert delivery.kind == "changes"
+    assert send_digest(delivery.pk) is True
+
+    (message,) = sent(smtp_server)
+    assert message["Subject"] == "FY2027 growth plan: 1 assumption changed"
+    text, html = parts(message)
+    revenue_url = f"{SITE}/plans/fy2027/assumptions/{seeded.revenue.pk}/history/"
+    expected_text = [
+        'The scheduled re-test of "FY2027 growth plan" changed the drift warning of 1 assumption.',
+        "== Launch a loyalty subscription (Buy, Engage)",
+        "* Purchases bring in at least 300",
+        "  Holds, unchanged",
+        f"  Drifting: {DRIFT_SENTENCE}",
+        "  Observed 500.00; target ≥ 300.00",
+        '  Blast radius: "Launch a loyalty subscription" in Buy (4 customers), Engage (4 customers)',
+        "  Customers reached in February 2026: 6",
+        "  BT initiatives: Subscription billing (250,000); Loyalty app (100,000); "
+        "350,000 estimated in all",
+        f"  {revenue_url}",
+    ]
+    lines = text.splitlines()
+    assert [line for line in lines if line in expected_text] == expected_text, text
+    # Not reported: the unchanged assumptions, whose drift did not change either.
+    assert "At least half of first-time buyers" not in text
+    assert "At least 30 customers buy" not in text
+
+    expected_html = [
+        "changed <strong>the drift warning of 1 assumption</strong>.",
+        ">Launch a loyalty subscription</h2>",
+        f'<a href="{revenue_url}" style="color:#2f5bd3;">Purchases bring in at least 300</a>',
+        "<strong>Holds, unchanged</strong>",
+        f"<strong>↘ Drifting:</strong> {DRIFT_SENTENCE}",
+        "<strong>Blast radius:</strong> Launch a loyalty subscription · Buy (4 customers), "
+        "Engage (4 customers)",
+        "Customers reached in February 2026: <strong>6</strong>",
+        "Subscription billing (250,000); Loyalty app (100,000) · <strong>350,000</strong> "
+        "estimated in all",
+    ]
+    positions = [html.find(fragment) for fragment in expected_html]
+    assert -1 not in positions, [f for f, p in zip(expected_html, positions, strict=True) if p < 0]
+    assert positions == sorted(positions)
+
+
+def test_a_drift_that_ends_is_reported_and_a_status_change_still_comes_first(
+    daily, seeded, cmo, smtp_server
+):
+    set_previous_statuses(seeded)  # the repeat rate breaks, the buyers' first run holds
+    retest = scheduled_retest(daily, 2)
+    retest.runs.update(drift=None, drift_changed=False)
+    retest.runs.filter(assumption=seeded.revenue).update(drift_changed=True)  # drift ended
+    (delivery,) = queue_digests(retest.pk)
+    send_digest(delivery.pk)
+    (message,) = sent(smtp_server)
+    assert message["Subject"] == "FY2027 growth plan: 3 assumptions changed"
+    text, _ = parts(message)
+    assert "changed the status of 2 assumptions and the drift warning of 1." in text
+    lines = text.splitlines()
+    revenue = lines.index("* Purchases bring in at least 300")
+    assert lines[revenue + 1 : revenue + 3] == ["  Holds, unchanged", "  No longer drifting"]
+    # The broken repeat rate has its blast radius; what merely holds has none.
+    repeat = lines.index("* At least half of first-time buyers buy again within 30 days")
+    assert lines[repeat + 1] == "  Holds -> Broken"
+    assert lines[repeat + 3].startswith('  Blast radius: "Launch a loyalty subscription" in Buy')
+    buyers = lines.index("* At least 30 customers buy")
+    assert not any("Blast radius" in line for line in lines[buyers:])
+
+
+def test_what_a_digest_lists_is_read_in_a_fixed_number_of_queries(
+    daily, seeded, django_assert_num_queries
+):
+    from insights.services.digests import changes_by_choice
+
+    set_previous_statuses(seeded)
+    retest = scheduled_retest(daily, 2)
+    retest.runs.update(drift_changed=True)  # every assumption listed, two of them drifting
+    retest.runs.exclude(assumption=seeded.buyers).update(
+        drift={"since": "2026-01-01", "direction": "down", "message": "falling"}
+    )
+    # Runs (+ choices' stages), the choices' initiatives, as_of, and customers reached.
+    with django_assert_num_queries(5):
+        groups = changes_by_choice(retest)
+    assert [[r.radius is not None for r in g.runs] for g in groups] == [[True, True], [False]]

@@ -12,7 +12,8 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from insights.models import AssumptionRun, Event, PlanRetest
+from insights.models import AssumptionHistory, AssumptionRun, Event, PlanRetest
+from insights.services.history import data_changed
 from insights.services.retests import retest_assumption_by_id, run_plan_retest, start_plan_retest
 from planning.models import Activity, Assumption, Membership, Plan
 from planning.services import create_plan, save_schedule
@@ -83,7 +84,8 @@ def test_twenty_clicks_of_retest_now_on_an_assumption_queue_one_run(
     with django_capture_on_commit_callbacks() as queued:
         first = cmo.client.post(url)
         later = [(cio if i % 2 else cmo).client.post(url, follow=True) for i in range(19)]
-    assert len(queued) == 1  # one job for twenty clicks
+    retests = [job for job in queued if job.args[0] == "insights.tasks.retest_assumption"]
+    assert len(retests) == 1  # one job for twenty clicks
     assert {r.redirect_chain[-1][0] for r in later} == {first.headers["Location"]}
     assert all(
         "A re-test of this assumption is already waiting: its result appears here."
@@ -180,7 +182,7 @@ def test_the_assumption_page_polls_only_until_its_result_is_in(
     retest_assumption_by_id(seeded.repeat.pk, user_id=cmo.user.pk)  # what the worker does
     html = htmx(cmo.client, response.headers["Location"]).content.decode()
     assert "<html" not in html
-    assert POLLING not in html
+    assert 'hx-trigger="every 1s"' not in html  # the verdict is in; the history came with it
     assert 'data-status="broken">Broken</span>' in html
     assert '<span class="observed">25.0%</span>' in html
     assert "95% interval 14.2% – 40.2%" in html  # as the value reads, not 0.1419
@@ -218,7 +220,7 @@ def test_the_retest_page_polls_while_pending_and_stops_when_done(plan, seeded, o
     assert "<html" in full and POLLING not in full
 
 
-def test_the_history_chart_carries_observed_values_interval_and_threshold(plan, seeded, cmo):
+def test_the_history_chart_draws_data_time_with_interval_threshold_and_runs(plan, seeded, cmo):
     # Three runs a day apart; 10 more first-time buyers come back before each of the later two.
     for day, returning in [(2, []), (3, range(10, 20)), (4, range(20, 30))]:
         Event.objects.bulk_create(
@@ -232,6 +234,7 @@ def test_the_history_chart_carries_observed_values_interval_and_threshold(plan, 
             )
             for i in returning
         )
+        data_changed(plan.pk)  # what an import does
         with time_machine.travel(dt.datetime(2026, 3, day, 8, 0, tzinfo=UTC), tick=False):
             retest_assumption_by_id(seeded.repeat.pk)
     runs = list(AssumptionRun.objects.order_by("created_at"))
@@ -241,27 +244,37 @@ def test_the_history_chart_carries_observed_values_interval_and_threshold(plan, 
     html = cmo.client.get(
         reverse("insights:assumption", args=[plan.slug, seeded.repeat.pk])
     ).content.decode()
-    traces = {t.get("name"): t for t in figure(html, "history-figure")["data"]}
-    x = [r.created_at.isoformat() for r in runs]
-    assert traces["Observed"]["x"] == x
-    assert traces["Observed"]["y"] == [0.25, 0.5, 0.75]
+    data = figure(html, "history-figure")["data"]
+    traces = {t.get("name"): t for t in data}
+    as_of = runs[-1].as_of.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+    # Re-test runs sit where their data ended (data time), not when someone clicked.
+    assert traces["Re-test runs"]["x"] == [as_of] * 3
+    assert traces["Re-test runs"]["y"] == [0.25, 0.5, 0.75]
+    # The history: the end of every month with data, then as_of, oldest first.
+    observed = traces["Observed at the end of each period"]
+    history = AssumptionHistory.objects.get(
+        assumption=seeded.repeat, data_version=Plan.objects.get(pk=plan.pk).data_version
+    )
+    assert observed["x"] == [p["as_of"][:19] for p in history.points if p["observed"] is not None]
+    assert observed["x"] == sorted(observed["x"]) and observed["x"][-1] == as_of
+    assert all(x.endswith("T23:59:59") for x in observed["x"][:-1])
+    assert observed["y"][-1] == 0.75  # the latest run's own value, on the same data
     band_low = traces["95% interval"]
-    band_high = next(
-        t for t in figure(html, "history-figure")["data"] if t.get("showlegend") is False
-    )
-    assert band_low["y"] == [r.ci_low for r in runs] and band_high["y"] == [r.ci_high for r in runs]
+    band_high = next(t for t in data if t.get("showlegend") is False)
+    banded = [p for p in history.points if p["ci_low"] is not None]
+    assert band_low["y"] == [p["ci_low"] for p in banded]
+    assert band_high["y"] == [p["ci_high"] for p in banded]
     assert band_low["fill"] == "tonexty"
-    assert all(low < high for low, high in zip(band_low["y"], band_high["y"], strict=True))
     threshold = traces["Threshold 50.0%"]
-    assert threshold["y"] == [0.5, 0.5] and threshold["x"] == [x[0], x[-1]]
-    summary = (
-        "3 runs from 02 Mar 2026 to 04 Mar 2026: observed 25.0% at first, 75.0% at the latest run "
-        "(holds), against a target ≥ 50.0%."
-    )
-    assert f'role="img" aria-label="{summary}"' in html
-    assert f'<figcaption class="muted">{summary}</figcaption>' in html
-    # The table says it too, for anyone who does not see the chart.
-    assert html.count("<td>25.0%</td>") == 1 and html.count("<td>75.0%</td>") == 1
+    assert threshold["y"] == [0.5, 0.5] and threshold["x"][-1] == as_of
+    assert figure(html, "history-figure")["layout"]["xaxis"]["type"] == "date"
+    summary = f"{len(observed['x'])} points of data time from"
+    assert f'role="img" aria-label="{summary}' in html
+    assert "75.0% with the latest data (holds), against a target ≥ 50.0%." in html
+    # The tables say it too, for anyone who does not see the chart.
+    in_history = [p["observed"] for p in history.points]
+    assert html.count("<td>25.0%</td>") == 1 + in_history.count(0.25)
+    assert html.count("<td>75.0%</td>") == 1 + in_history.count(0.75)
 
 
 def test_the_assumption_map_shows_every_assumption_and_recent_retests(plan, seeded, cio, observer):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
 import pytest
+import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -77,8 +81,9 @@ def test_board_query_count_does_not_grow_with_the_plan(plan, cmo, django_assert_
         counts[name] = board_queries(cmo.client, other)
     assert len(set(counts.values())) == 1, counts
     # Session, user, membership+plan, stages, choices (+stages, +assumptions), initiatives
-    # (+stages, +choices), members and business units for the filters.
-    with django_assert_num_queries(12):
+    # (+stages, +choices), members and business units for the filters, the plan's health, and
+    # the stage strip (its figures cached per data version; a cold cache reads them: +2).
+    with django_assert_num_queries(14):
         cmo.client.get(reverse("planning:board", args=["big-1"]))
 
 
@@ -86,3 +91,113 @@ def test_empty_stage_says_so(plan, cmo):
     html = cmo.client.get(reverse("planning:board", args=[plan.slug])).content.decode()
     assert "No strategic choice targets Discover yet." in html
     assert "No initiatives yet." in html
+
+
+# --- the assumption verdict filter and the drift arrow (DOMAIN §10) -----------------------------
+
+
+@pytest.fixture
+def verdicts(plan):
+    """Four choices whose assumptions have every verdict; B drifts while it holds."""
+    stages = list(plan.stages.all())
+    layout = {
+        "Loyalty": [("A broken", "broken", None), ("B holds, drifting", "holds", "down")],
+        "Visits": [("C at risk", "at_risk", None), ("D untested", "untested", None)],
+        "Support": [("E too few", "insufficient_data", None), ("G failed", "error", None)],
+        "Referrals": [("F holds", "holds", None)],
+    }
+    for position, (title, assumptions) in enumerate(layout.items()):
+        choice = StrategicChoice.objects.create(plan=plan, title=title, position=position)
+        choice.stages.set([stages[position]])
+        for index, (statement, status, drift) in enumerate(assumptions):
+            Assumption.objects.create(
+                choice=choice,
+                statement=statement,
+                status=status,
+                position=index,
+                drift_since=dt.date(2026, 8, 1) if drift else None,
+                drift_direction=drift or "",
+                drift_message="Repeat rate has been falling since August: 41% → 36%"
+                if drift
+                else "",
+            )
+    return layout
+
+
+def shown(html: str) -> dict[str, list[str]]:
+    """Each choice card's title and the statements of its assumptions, as the board shows them."""
+    cards = re.findall(r'<article class="card choice".*?<h3[^>]*>(.*?)</h3>(.*?)</ul>', html, re.S)
+    return {title: re.findall(r'-text" href="[^"]+">(.*?)</a>', body) for title, body in cards}
+
+
+@pytest.mark.parametrize(
+    ("verdict", "expected"),
+    [
+        ("broken", {"Loyalty": ["A broken"]}),
+        ("at_risk", {"Visits": ["C at risk"]}),
+        ("drifting", {"Loyalty": ["B holds, drifting"]}),
+        ("insufficient_data", {"Support": ["E too few"]}),
+        ("untested", {"Visits": ["D untested"]}),
+        ("holds", {"Loyalty": ["B holds, drifting"], "Referrals": ["F holds"]}),
+        ("error", {"Support": ["G failed"]}),
+    ],
+)
+def test_the_verdict_filter_shows_choices_with_such_an_assumption_and_only_those(
+    plan, cmo, verdicts, verdict, expected
+):
+    url = reverse("planning:board", args=[plan.slug])
+    html = cmo.client.get(url, {"verdict": verdict}).content.decode()
+    assert shown(html) == expected
+    assert f'<option value="{verdict}" selected>' in html
+    assert "Clear filters" in html
+    # The same through htmx (the live board re-fetches itself with its filters): a fragment.
+    fragment = cmo.client.get(url, {"verdict": verdict}, headers={"HX-Request": "true"})
+    assert "<html" not in fragment.content.decode()
+    assert shown(fragment.content.decode()) == expected
+
+
+def test_the_verdict_filter_combines_with_the_others_and_ignores_what_it_does_not_know(
+    plan, cmo, verdicts
+):
+    url = reverse("planning:board", args=[plan.slug])
+    everything = shown(cmo.client.get(url).content.decode())
+    assert everything == {title: [s for s, _, _ in rows] for title, rows in verdicts.items()}
+    StrategicChoice.objects.filter(title="Referrals").update(status="adopted")
+    html = cmo.client.get(url, {"verdict": "holds", "status": "adopted"}).content.decode()
+    assert shown(html) == {"Referrals": ["F holds"]}
+    unknown = cmo.client.get(url, {"verdict": "doomed"}).content.decode()
+    assert shown(unknown) == everything
+    assert "Clear filters" not in unknown
+
+
+@time_machine.travel(dt.datetime(2026, 12, 4, 9, 0, tzinfo=dt.UTC), tick=False)
+def test_a_drifting_assumption_shows_an_arrow_and_since_when_in_words(plan, cmo, verdicts):
+    drifting = Assumption.objects.get(statement="B holds, drifting")
+    url = reverse("planning:board", args=[plan.slug])
+    html = cmo.client.get(url).content.decode()
+    arrow = '<span aria-hidden="true">↘</span> drifting since August</p>'
+    assert html.count(arrow) == 1
+    assert 'title="Repeat rate has been falling since August: 41% → 36%"' in html
+    assert html.count("drifting since") == 1  # the others do not drift
+
+    Assumption.objects.filter(pk=drifting.pk).update(
+        drift_direction="up", drift_since=dt.date(2025, 11, 1)
+    )
+    html = cmo.client.get(url).content.decode()
+    assert '<span aria-hidden="true">↗</span> drifting since November 2025</p>' in html
+
+    # The card as the live board re-fetches it after a re-test keeps its arrow.
+    card = cmo.client.get(
+        reverse("planning:assumption", args=[plan.slug, drifting.pk]),
+        {"in": drifting.choice.stages.get().pk},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+    assert card.strip().startswith('<article class="assumption"')
+    assert '<span aria-hidden="true">↗</span> drifting since November 2025</p>' in card
+
+    # A weekly plan says which week.
+    plan.period = "week"
+    plan.save()
+    Assumption.objects.filter(pk=drifting.pk).update(drift_since=dt.date(2026, 8, 3))
+    html = cmo.client.get(url).content.decode()
+    assert '<span aria-hidden="true">↗</span> drifting since 3 Aug</p>' in html

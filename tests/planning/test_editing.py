@@ -17,7 +17,15 @@ from django.urls import reverse
 
 from insights.models import Event
 from lifecycle.models import Stage
-from planning.models import Activity, Assumption, BTInitiative, Plan, StrategicChoice
+from planning.forms import percent_of
+from planning.models import (
+    PROPORTION_METRICS,
+    Activity,
+    Assumption,
+    BTInitiative,
+    Plan,
+    StrategicChoice,
+)
 from planning.services import create_plan, kind_of, snapshot
 
 pytestmark = pytest.mark.django_db
@@ -92,13 +100,17 @@ def persona(request, kind: str):
 
 
 def post_data(values: dict) -> dict:
-    """Item values (as `snapshot` gives them) as the form posts them."""
+    """Item values (as `snapshot` gives them) as the form posts them: a share's thresholds are
+    typed in percent (0.3 is 30)."""
     data: dict = {}
+    share = values.get("metric") in PROPORTION_METRICS
     for name, value in values.items():
         if name == "params":
             data.update({f"param_{k}": str(v) for k, v in value.items()})
         elif value is None:
             data[name] = ""
+        elif share and name in {"threshold", "threshold_high"}:
+            data[name] = percent_of(value)
         elif isinstance(value, list):
             data[name] = [str(v) for v in value]
         else:
@@ -878,7 +890,7 @@ def test_preview_tells_what_the_test_would_say_today(plan, items, events, cmo):
         param_event_type="purchase",
         param_within_days="30",
         comparator=">=",
-        threshold="0.5",
+        threshold="50",
     )
     # 10 of 40 mature new customers came back: 25%, the whole interval below 50%.
     assert '<strong class="observed">25.0%</strong>' in html
@@ -911,7 +923,7 @@ def test_preview_of_a_count_holds(plan, items, events, cmo):
                 "param_event_type": "purchase",
                 "param_within_days": "30",
                 "comparator": "between",
-                "threshold": "0.2",
+                "threshold": "20",
             },
             "“Between” needs a low and a high threshold.",
         ),
@@ -920,7 +932,7 @@ def test_preview_of_a_count_holds(plan, items, events, cmo):
                 "metric": "repeat_rate",
                 "param_event_type": "purchase",
                 "comparator": ">=",
-                "threshold": "0.3",
+                "threshold": "30",
             },
             "Test parameters: repeat_rate needs “within_days”.",
         ),

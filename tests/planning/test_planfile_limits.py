@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from planning.models import Plan, StrategicChoice
 from planning.planfile import PlanFileError, import_plan, load_plan_file
+from planning.planfile.loading import check_plan_data
 
 pytestmark = pytest.mark.django_db
 
@@ -179,6 +180,25 @@ def test_one_choice_over_the_limit_is_refused_by_the_command(tmp_path):
     assert "This plan file has 501 choices; at most 500 are allowed." in stderr
     assert "1 error; nothing was imported" in str(error)
     assert Plan.objects.count() == 0
+
+
+def test_the_benchmark_times_the_largest_plan_file_the_limits_allow(settings):
+    from bench.imports import largest_plan_file
+
+    data = largest_plan_file(settings)
+
+    check_plan_data(data)  # within every limit…
+    assert len(json.dumps(data).encode()) <= settings.PLANFILE_MAX_BYTES
+    choices = data["choices"]
+    assert len(data["stages"]) == settings.PLANFILE_MAX_STAGES
+    assert len(data["event_map"]) == settings.PLANFILE_MAX_EVENT_TYPES
+    assert len(data["members"]) == settings.PLANFILE_MAX_MEMBERS
+    assert len(choices) == settings.PLANFILE_MAX_CHOICES
+    assert sum(len(c["assumptions"]) for c in choices) == settings.PLANFILE_MAX_ASSUMPTIONS
+    assert len(data["bt_initiatives"]) == settings.PLANFILE_MAX_INITIATIVES
+    choices[0]["assumptions"].append({"statement": "One more"})
+    with pytest.raises(PlanFileError, match="assumptions; at most"):  # …and at each of them
+        check_plan_data(data)
 
 
 def test_at_the_limit_the_plan_is_imported(db):
