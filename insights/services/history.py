@@ -10,6 +10,7 @@ shows the last one while the next is computed.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -19,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from django.core.cache import cache
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -190,8 +191,12 @@ def compute_history(assumption: Assumption, *, plan: Plan | None = None) -> Assu
     if not needed:
         return history
     started = time.perf_counter()
+    # Inside a caller's transaction, a savepoint; otherwise autocommit reads: on SQLite an
+    # atomic block takes the write lock at once and would hold it for the whole computation,
+    # making every member's save wait behind a background history.
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     try:
-        with transaction.atomic():
+        with savepoint:
             points, as_of = evaluate_history(assumption, plan)
     except MetricError as error:
         history.status, history.message, history.points = (
