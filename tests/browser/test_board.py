@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -321,3 +323,31 @@ def test_past_a_persons_limit_of_live_boards_the_board_says_why(browsing, plan, 
     ninth.wait_for_timeout(3000)
     # The EventSource's refusal and the one probe that read its reason; no retry before 30 s.
     assert len(refused) <= 2, refused
+
+
+def test_the_drifting_filter_shows_only_the_drifting_assumptions(browsing, plan, cmo, loyalty):
+    """A CMO picks "Drifting" in the board's filter: only the assumptions drifting toward breaking
+    their test remain, each with its arrow and since when; the plan health says how many."""
+    import datetime as dt
+
+    calm = "Members renew at least 60% of the time"
+    create_item("assumption", plan, cmo.user, {"statement": calm}, choice_id=loyalty.pk)
+    Assumption.objects.filter(statement=REPEAT).update(
+        status="holds",
+        drift_since=dt.date(2026, 8, 1),
+        drift_direction="down",
+        drift_message="Repeat rate has been falling since August: 41.0% → 36.0%",
+    )
+    a = browsing.page_for(cmo, board_url(plan))
+    buy = column(a, "Buy")
+    expect(buy.get_by_text(calm)).to_be_visible()
+    expect(buy.get_by_text(REPEAT)).to_be_visible()
+
+    filters = a.get_by_role("form", name="Filter the board")
+    filters.locator("select[name=verdict]").select_option(label="Drifting")
+    filters.get_by_role("button", name="Filter").click()
+    expect(a).to_have_url(re.compile(r"[?&]verdict=drifting"))
+    buy = column(a, "Buy")
+    expect(buy.get_by_text(REPEAT)).to_be_visible()
+    expect(buy.get_by_text(calm)).to_have_count(0)
+    expect(buy.get_by_text("drifting since August")).to_be_visible()
