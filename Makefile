@@ -34,6 +34,14 @@ export REQUIREMENTS_PY
 
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# `make bench drift`: the words after `bench` name benchmarks (BENCH_ARGS), not targets.
+ifeq (bench,$(firstword $(MAKECMDGOALS)))
+  BENCH_NAMES := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
+  ifneq ($(BENCH_NAMES),)
+    BENCH_ARGS := $(BENCH_NAMES)
+    $(eval $(BENCH_NAMES):;@:)
+  endif
+endif
 
 .PHONY: help install install-dev run test lint typecheck check-deploy bench clean
 

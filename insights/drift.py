@@ -1,15 +1,16 @@
 """Early warning (DOMAIN §10): is an assumption's history drifting toward breaking its test?
 
-Chosen: a textbook one-sided CUSUM (Page) of standardised values, self-starting (each point is
-judged against the points before the move under way) with the CUSUM's last zero as the start.
-Why not a library: `ruptures`/`changepoint` segment a finished series offline, `river` watches a
-stream's distribution; none uses a point's interval or knows overlapping or cumulative windows,
-and each pulls numpy/scipy in for a dozen lines of arithmetic. Measured in bench/drift.py.
+Chosen: Page's one-sided CUSUM of standardised values, self-starting (each point is judged
+against the points before the move under way), its last zero giving the period the move began.
+Not a library: `ruptures`/`changepoint` segment a finished series offline; `river`'s
+PageHinkley is a CUSUM around the running mean in raw units (its threshold knows no interval,
+and it waits 30 points); none knows overlapping or cumulative windows, and each brings numpy in
+for a dozen lines of arithmetic. Measured in bench/drift.py.
 
-How the noise is read: the points' intervals, rescaled by how far the series moves from one
-period to the next (overlapping windows move less than their intervals say, business noise
-more); counts and totals, with no interval, from the series itself; a cumulative history (no
-window: each point holds the one before) is also judged by its period-to-period changes.
+The noise: the points' intervals, rescaled by how far the series moves from one period to the
+next (overlapping windows move less than their intervals say, business noise more); for counts
+and totals, with no interval, the series' own; a cumulative history (no window: each point holds
+the one before) is also judged by its period-to-period changes.
 """
 
 from __future__ import annotations
@@ -36,10 +37,8 @@ LIMIT = {1: 3.5, 2: 4.0}
 HOLD = 0.5
 # The reference is the points before the move under way for its first FREEZE periods (times how
 # much noisier than its intervals the series is, up to 4: a noisier series takes longer to tell);
-# then it follows that far behind, so a level that stays becomes the new normal. At most
-# REFERENCE points make it.
+# then it follows that far behind, so a level that stays becomes the new normal.
 FREEZE = 10
-REFERENCE = 36
 # z for a 95% interval (DOMAIN §5); mean |z| of a standard normal.
 Z95 = 1.96
 MEAN_ABS = math.sqrt(2 / math.pi)
@@ -342,9 +341,7 @@ def _cusum(
     for t in range(MIN_REFERENCE, len(values)):
         if known is None:
             end = t if begin is None else max(begin, t - freeze)
-            first = max(0, end - REFERENCE)
-            weight = weights[end] - weights[first]
-            reference, error = (sums[end] - sums[first]) / weight, 1 / weight
+            reference, error = sums[end] / weights[end], 1 / weights[end]
         else:
             reference, error = known, 0.0
         z = sign * (values[t] - reference) / math.sqrt(scales[t] ** 2 + error)
@@ -360,9 +357,7 @@ def _cusum(
         return None
     start = begin + _onset(moved)
     if known is None:
-        # The level it left: the reference as it stood when the move began.
-        first = max(0, start - REFERENCE)
-        before = (sums[start] - sums[first]) / (weights[start] - weights[first])
+        before = sums[start] / weights[start]  # the level it left: the points before it
     return start, total / limit, before
 
 
