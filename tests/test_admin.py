@@ -586,10 +586,12 @@ def test_staff_retries_failed_imports(
             url(Import), {"action": "retry", "_selected_action": [failed.pk, done.pk]}
         )
     assert response.status_code == 302
-    # One import sent (the failed one), then the plan's histories once it succeeded.
+    # One import sent (the failed one), then the plan's histories and lifetime value once it
+    # succeeded.
     assert [job.args[0] for job in enqueued] == [
         "insights.tasks.import_events",
         "insights.tasks.compute_plan_history",
+        "insights.tasks.compute_customer_value",
     ]
     failed.refresh_from_db()
     assert (failed.status, failed.rows_imported) == (Import.Status.SUCCEEDED, 1)

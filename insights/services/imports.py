@@ -33,7 +33,7 @@ from django.utils import timezone
 from planning.models import Plan
 
 from ..models import Event, Import
-from . import history
+from . import clv_jobs, history
 
 # Reading files lives in csvfiles, checking their rows in rows; callers import those names from
 # here too.
@@ -441,6 +441,7 @@ def _finish(record: Import, status: Import.Status, result: ImportResult, message
         # In the import's transaction: the new data version commits with the events.
         history.data_changed(record.plan_id)
         history.request_plan_history(record.plan_id)
+        clv_jobs.request_default_value(record.plan_id)  # ready when the Customers page opens
     with contextlib.suppress(Exception):  # it expires by itself
         cache.delete(progress_key(record.pk))
     return record

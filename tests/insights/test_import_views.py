@@ -274,10 +274,12 @@ def test_retry_runs_a_failed_import_again_once(
     assert response.headers["Location"] == reverse(
         "insights:import_detail", args=[plan.slug, record.pk]
     )
-    # The import, sent once; once it succeeded, the plan's histories (DOMAIN §10) follow.
+    # The import, sent once; once it succeeded, the plan's histories (DOMAIN §10) and its
+    # default lifetime-value report (§9) follow.
     assert [job.args[0] for job in enqueued] == [
         "insights.tasks.import_events",
         "insights.tasks.compute_plan_history",
+        "insights.tasks.compute_customer_value",
     ]
     record.refresh_from_db()
     assert (record.status, record.rows_imported, record.message) == (
