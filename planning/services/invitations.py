@@ -24,7 +24,7 @@ from django.utils.formats import date_format
 from .. import tasks
 from ..jobs import enqueue
 from ..models import INVITATION_LINK_SALT, Activity, Invitation, Membership, Plan
-from .people import MemberError, lock_plan_people
+from .people import MemberError, add_member, lock_plan_people
 from .plans import User, record_activity
 
 
@@ -208,27 +208,14 @@ def accept_invitation(invitation: Invitation, user: User) -> Membership:
     membership = Membership.objects.filter(plan=invitation.plan, user=user).first()
     if membership is not None:  # put in the plan meanwhile (the back-office, a plan file)
         return membership
-    membership = Membership.objects.create(
-        plan=invitation.plan,
-        user=user,
-        role=invitation.role,
-        business_unit=invitation.business_unit,
-    )
-    invited_by = _name(invitation.invited_by) if invitation.invited_by else ""
-    record_activity(
+    return add_member(
         invitation.plan,
         user,
-        "created",
-        "member",
-        item_id=membership.pk,
-        item_label=str(membership),
-        after={
-            "role": membership.role,
-            "business_unit": membership.business_unit,
-            "invited_by": invited_by,
-        },
+        user,
+        invitation.role,
+        invitation.business_unit,
+        invited_by=_name(invitation.invited_by) if invitation.invited_by else "",
     )
-    return membership
 
 
 @transaction.atomic

@@ -62,22 +62,31 @@ class MemberError(Exception):
     pass
 
 
-# Who is in a plan changes here, each change with its rules and its activity row, for the
-# members page (change, remove) and a plan file (add, change, remove). An accepted invitation
-# adds its member in services/invitations.py.
+# Who is in a plan changes here, each change with its rules and its activity row: for the
+# members page (change, remove), a plan file (add, change, remove) and an accepted invitation
+# (add, from services/invitations.py).
 
 
 @transaction.atomic
 def add_member(
-    plan: Plan, actor: User | None, user: User, role: str, business_unit: str = ""
+    plan: Plan,
+    actor: User | None,
+    user: User,
+    role: str,
+    business_unit: str = "",
+    *,
+    invited_by: str | None = None,
 ) -> Membership:
-    """Put a user in the plan, as a plan file names them (DOMAIN §6); from the web, people
-    join by accepting an invitation (services/invitations.py)."""
+    """Put a user in the plan: as a plan file names them (DOMAIN §6), or as the invitation
+    they accepted says (`invited_by`: the inviter's name, kept in the activity row)."""
     lock_plan_people(plan.pk)
     _needs_unit(role, business_unit)
     membership = Membership.objects.create(
         plan=plan, user=user, role=role, business_unit=business_unit
     )
+    after = {"role": membership.role, "business_unit": membership.business_unit}
+    if invited_by is not None:
+        after["invited_by"] = invited_by
     record_activity(
         plan,
         actor,
@@ -85,7 +94,7 @@ def add_member(
         "member",
         item_id=membership.pk,
         item_label=str(membership),
-        after={"role": membership.role, "business_unit": membership.business_unit},
+        after=after,
     )
     return membership
 

@@ -26,6 +26,7 @@ from insights.models import Event, Import
 from insights.services import csvfiles
 from insights.services import imports as services
 from insights.services import rows as row_checks
+from insights.services import sinks
 from insights.services.imports import (
     FileRejected,
     create_import,
@@ -711,7 +712,7 @@ def test_events_stored_meanwhile_by_another_writer(plan, monkeypatch):
     writer (one that takes no lock) stored some meanwhile, ON CONFLICT takes over."""
     first = load(plan, HEADER + ROWS)
     # As if the stored rows had come in after the check.
-    monkeypatch.setattr(services.PostgresSink, "ALREADY_STORED", "")
+    monkeypatch.setattr(sinks.PostgresSink, "ALREADY_STORED", "")
     again = load(plan, HEADER + ROWS + "c4,2026-03-04,visit,,,\n")
     assert (again.rows_imported, again.rows_duplicate) == (1, 3)
     assert Event.objects.count() == 4
@@ -885,8 +886,8 @@ def test_an_unexpected_failure_is_failed_and_retryable(plan, monkeypatch):
 def tiny_batches(monkeypatch):
     """Batches of 4 rows, parsed 2 at a time: a small file crosses many batches."""
     monkeypatch.setattr(services, "WRITE_BATCH_ROWS", 2)
-    monkeypatch.setattr(services.PostgresSink, "batch_rows", 4)
-    monkeypatch.setattr(services.BatchSink, "batch_rows", 4)
+    monkeypatch.setattr(sinks.PostgresSink, "batch_rows", 4)
+    monkeypatch.setattr(sinks.BatchSink, "batch_rows", 4)
 
 
 def parser_threads() -> list[threading.Thread]:
@@ -932,7 +933,7 @@ def test_a_failure_while_storing_stops_the_parser_and_saves_nothing(
 ):
     rows = "".join(f"c{i},2026-03-{1 + i % 28:02},visit,,,\n" for i in range(40))
     record = create_import(plan, io.BytesIO((HEADER + rows).encode()), "events.csv")
-    sink = services.PostgresSink if connection.vendor == "postgresql" else services.BatchSink
+    sink = sinks.PostgresSink if connection.vendor == "postgresql" else sinks.BatchSink
     real_open = sink.open
     stored = []
 
