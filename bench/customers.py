@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import itertools
-import math
 import os
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from functools import partial
 from typing import Any
 
 from bench.metrics import BASE_DIR, machine, scratch_database
+from bench.timing import Timing, best_of_each
 
 DB_NAME = "outside_in_bench_customers"
 TARGET_RATIO = 2.0
@@ -90,7 +90,7 @@ def _setup(database: str) -> Any:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
-    from bench.metrics import load_events
+    from bench.metrics.postgres import load_events
     from insights.demo import DEMO_PLAN
     from planning.planfile import import_plan
 
@@ -363,33 +363,6 @@ HAND: dict[str, Callable[..., Any]] = {
 }
 
 
-# --- timing ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Timing:
-    """A run's best wall time of its turns, and its best CPU time in this thread (where SQLite
-    runs; PostgreSQL works in its own process): on a busy machine the CPU time of an in-process
-    database is the steadier figure."""
-
-    wall: float = math.inf
-    cpu: float = math.inf
-
-
-def best_of_each(*runs: Callable[[], Any], repeats: int) -> list[tuple[Timing, Any]]:
-    """Each run's best times of `repeats`, taken in turns so that a busy moment of the machine
-    falls on all of them alike; with each run's last result."""
-    best = [Timing() for _ in runs]
-    results: list[Any] = [None] * len(runs)
-    for _ in range(repeats):
-        for i, run in enumerate(runs):
-            cpu, started = time.thread_time(), time.perf_counter()
-            results[i] = run()
-            best[i].wall = min(best[i].wall, time.perf_counter() - started)
-            best[i].cpu = min(best[i].cpu, time.thread_time() - cpu)
-    return list(zip(best, results, strict=True))
-
-
 # --- the service's figures, in the hand-written statements' shape -------------------------------
 
 
@@ -462,8 +435,8 @@ def run_cases(plan: Any, as_of: dt.datetime) -> bool:
             (again, _), (hand_again, _) = best_of_each(
                 *_runs(case, plan, as_of, stages), repeats=RECHECK_REPEATS
             )
-            mine.wall, mine.cpu = min(mine.wall, again.wall), min(mine.cpu, again.cpu)
-            hand.wall, hand.cpu = min(hand.wall, hand_again.wall), min(hand.cpu, hand_again.cpu)
+            mine.add(again.wall, again.cpu)
+            hand.add(hand_again.wall, hand_again.cpu)
             _print_row(case, mine, hand, in_process, "")
     for period in ("month", "week"):
         started = time.perf_counter()

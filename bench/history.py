@@ -32,7 +32,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from bench.metrics import BASE_DIR, machine, postgres_url, scratch_database, setup, shape_of
+from bench.metrics import BASE_DIR, machine, postgres_url, scratch_database
+from bench.metrics.compare import shape_of
+from bench.metrics.postgres import setup
 
 DB_NAME = "outside_in_bench_history"
 TARGET_RATIO = 3.0
