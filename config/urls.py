@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from insights import views as insights_views
+from insights.views import digests as insights_digests
 from planning import views as planning_views
 from planning.views import accounts as accounts_views
 
@@ -19,7 +19,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("plans/", include("planning.urls")),
     path("plans/", include("insights.urls")),
-    path("unsubscribe/<str:token>/", insights_views.unsubscribe, name="unsubscribe"),
+    path("unsubscribe/<str:token>/", insights_digests.unsubscribe, name="unsubscribe"),
     # Outside /plans/: the invited person is not a member yet, and may not even have an account.
     path("invitations/<str:token>/", planning_views.invitation, name="invitation"),
     path(

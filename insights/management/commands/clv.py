@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from insights.clv import DEFAULT_EVENT_TYPE, DEFAULT_HORIZON_WEEKS, customer_lifetime_value
-from insights.services.rows import parse_occurred_at
-from planning.models import Plan
+from insights.management.arguments import (
+    add_as_of_argument,
+    add_plan_argument,
+    as_of_from,
+    plan_from,
+)
 
 
 def _weeks(text: str) -> int:
@@ -23,10 +27,10 @@ class Command(BaseCommand):
     help = "Fit the lifetime-value models (BG/NBD, Gamma-Gamma) on a plan's purchases."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("slug")
+        add_plan_argument(parser)
         parser.add_argument("--json", action="store_true", help="print one JSON object (§9)")
-        parser.add_argument(
-            "--as-of",
+        add_as_of_argument(
+            parser,
             help="fit on the events up to this date or moment (ISO 8601) instead of the latest "
             "event; before the data ends, the report adds the holdout test",
         )
@@ -41,16 +45,9 @@ class Command(BaseCommand):
         parser.add_argument("--segment", default="", metavar="S", help="only this segment")
         parser.add_argument("--channel", default="", metavar="C", help="only this channel")
 
-    def handle(self, *args, slug: str, as_of: str | None, **options) -> None:
-        plan = Plan.objects.filter(slug=slug).first()
-        if plan is None:
-            raise CommandError(f"There is no plan “{slug}”.")
-        moment = None
-        if as_of:
-            try:
-                moment = parse_occurred_at(as_of)
-            except ValueError:
-                raise CommandError(f"--as-of takes an ISO 8601 date, not “{as_of}”.") from None
+    def handle(self, *args, **options) -> None:
+        plan = plan_from(options)
+        moment = as_of_from(options)
         report = customer_lifetime_value(
             plan.pk,
             as_of=moment,

@@ -7,27 +7,31 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from insights.management.arguments import (
+    add_as_of_argument,
+    add_plan_argument,
+    as_of_from,
+    plan_from,
+)
 from insights.services.customers import (
     DEFAULT_EVENT_TYPE,
     CustomersError,
     compute_customers,
 )
-from insights.services.rows import parse_occurred_at
-from planning.models import Period, Plan
+from planning.models import Period
 
 
 class Command(BaseCommand):
     help = "Print a plan's customer figures: periods, cohort retention and the funnel."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("slug")
+        add_plan_argument(parser)
         parser.add_argument("--json", action="store_true", help="print one JSON object (DOMAIN §8)")
         parser.add_argument(
             "--period", choices=Period.values, help="month or week (default: the plan's period)"
         )
-        parser.add_argument(
-            "--as-of",
-            help="as of this date or moment (ISO 8601) instead of the plan's latest event",
+        add_as_of_argument(
+            parser, help="as of this date or moment (ISO 8601) instead of the plan's latest event"
         )
         parser.add_argument("--segment", default="", help="only the events of this segment")
         parser.add_argument("--channel", default="", help="only the events of this channel")
@@ -37,16 +41,9 @@ class Command(BaseCommand):
             help=f"the event type of cohort retention (default {DEFAULT_EVENT_TYPE})",
         )
 
-    def handle(self, *args, slug: str, as_of: str | None, **options) -> None:
-        plan = Plan.objects.filter(slug=slug).first()
-        if plan is None:
-            raise CommandError(f"There is no plan “{slug}”.")
-        moment = None
-        if as_of:
-            try:
-                moment = parse_occurred_at(as_of)
-            except ValueError:
-                raise CommandError(f"--as-of takes an ISO 8601 date, not “{as_of}”.") from None
+    def handle(self, *args, **options) -> None:
+        plan = plan_from(options)
+        moment = as_of_from(options)
         try:
             figures = compute_customers(
                 plan,

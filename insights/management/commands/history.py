@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
+from insights.management.arguments import add_plan_argument, plan_from
 from insights.services.history import plan_history_json
-from planning.models import Plan
 
 
 class Command(BaseCommand):
     help = "Print every tested assumption's history (computing what is missing first)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("slug")
+        add_plan_argument(parser)
         parser.add_argument("--json", action="store_true", help="print one JSON array (DOMAIN §10)")
 
-    def handle(self, *args, slug: str, **options) -> None:
-        plan = Plan.objects.filter(slug=slug).first()
-        if plan is None:
-            raise CommandError(f"There is no plan “{slug}”.")
+    def handle(self, *args, **options) -> None:
+        plan = plan_from(options)
         histories = plan_history_json(plan)
         if options["json"]:
             self.stdout.write(json.dumps(histories, indent=2, ensure_ascii=False))

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from insights.management.arguments import add_plan_argument, plan_from
 from insights.models import Import
 from insights.services.imports import FileRejected, create_import, run_import
-from planning.models import Plan
 
 
 class Command(BaseCommand):
     help = "Import customer events from a CSV file into a plan, and print what was imported."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("slug", help="the plan's slug")
+        add_plan_argument(parser)
         parser.add_argument("file", help="a CSV file of events (comma, semicolon or tab)")
         parser.add_argument(
             "--skip-invalid",
@@ -28,10 +28,8 @@ class Command(BaseCommand):
             help="read column SOURCE as event field TARGET (e.g. --map client=customer_id)",
         )
 
-    def handle(self, *args, slug: str, file: str, skip_invalid: bool, map: list[str], **options):
-        plan = Plan.objects.filter(slug=slug).first()
-        if plan is None:
-            raise CommandError(f"There is no plan “{slug}”.")
+    def handle(self, *args, file: str, skip_invalid: bool, map: list[str], **options):
+        plan = plan_from(options)
         mapping = {}
         for item in map:
             source, sep, target = item.partition("=")

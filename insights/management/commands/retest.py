@@ -5,35 +5,31 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
+from insights.management.arguments import (
+    add_as_of_argument,
+    add_plan_argument,
+    as_of_from,
+    plan_from,
+)
 from insights.models import AssumptionRun
-from insights.services.imports import parse_occurred_at
 from insights.services.retests import retest_plan, run_as_json
-from planning.models import Plan
 
 
 class Command(BaseCommand):
     help = "Re-test every tested assumption of a plan against its customer data."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("slug")
+        add_plan_argument(parser)
         parser.add_argument("--json", action="store_true", help="print one JSON array (DOMAIN §7)")
-        parser.add_argument(
-            "--as-of",
-            help="evaluate as of this date or moment (ISO 8601) instead of the latest event",
+        add_as_of_argument(
+            parser, help="evaluate as of this date or moment (ISO 8601) instead of the latest event"
         )
 
-    def handle(self, *args, slug: str, as_of: str | None, **options) -> None:
-        plan = Plan.objects.filter(slug=slug).first()
-        if plan is None:
-            raise CommandError(f"There is no plan “{slug}”.")
-        moment = None
-        if as_of:
-            try:
-                moment = parse_occurred_at(as_of)
-            except ValueError:
-                raise CommandError(f"--as-of takes an ISO 8601 date, not “{as_of}”.") from None
+    def handle(self, *args, **options) -> None:
+        plan = plan_from(options)
+        moment = as_of_from(options)
         runs = retest_plan(plan, as_of=moment, trigger=AssumptionRun.Trigger.COMMAND)
         if options["json"]:
             self.stdout.write(_dumps([run_as_json(run) for run in runs]))

@@ -1,224 +1,37 @@
-"""Customer-data pages: upload, column mapping, live progress, results, the event map."""
+"""An assumption's test through time: its history, "Re-test now" for one assumption or the
+whole plan, a plan re-test's progress, the assumption map, and the preview of a test being
+edited."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Count
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_POST
 
-from lifecycle.models import EventMapping, Stage
-from lifecycle.services import map_event_types, suggest_stage
 from planning.forms import AssumptionForm
-from planning.http import AuthenticatedHttpRequest, HtmxHttpRequest
+from planning.http import AuthenticatedHttpRequest
 from planning.jobs import enqueue
-from planning.models import Assumption, AssumptionStatus, Membership, Plan
-from planning.views.access import get_plan_for_user, require_editor, require_facilitator
+from planning.models import Assumption, AssumptionStatus, Plan
+from planning.views.access import get_plan_for_user, require_editor
 
-from . import charts, tasks
-from .forms import MappingForm, UploadForm
-from .metrics import latest_event_at
-from .models import AssumptionRun, Event, Import, PlanRetest
-from .services import history as history_service
-from .services.digests import membership_from_token
-from .services.imports import FileRejected, preview_file, read_progress
-from .services.retests import (
+from .. import charts, tasks
+from ..metrics import latest_event_at
+from ..models import AssumptionRun, PlanRetest
+from ..services import history as history_service
+from ..services.retests import (
     evaluate,
     request_assumption_retest,
     request_plan_retest,
     tested_assumptions,
 )
-from .services.uploads import check_draft, retry_import, start_import, upload_import
-
-
-@require_http_methods(["GET", "POST"])
-@login_required
-def imports(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
-    plan, membership = get_plan_for_user(request.user, slug)
-    form = UploadForm()
-    refused = ""
-    if request.method == "POST":
-        require_editor(membership)
-        # Refuse before Django reads a body of gigabytes into a temporary file.
-        if int(request.META.get("CONTENT_LENGTH") or 0) > settings.IMPORT_MAX_BYTES:
-            refused = f"The file is larger than the {settings.IMPORT_MAX_BYTES:,} bytes accepted."
-        elif (form := UploadForm(request.POST, request.FILES)).is_valid():
-            upload = form.cleaned_data["file"]
-            try:
-                record = upload_import(plan, upload, upload.name, user=request.user)
-            except FileRejected as rejection:
-                form.add_error("file", str(rejection))
-            else:
-                return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
-    history = plan.imports.select_related("uploaded_by")[:50]
-    return render(
-        request,
-        "insights/imports.html",
-        {
-            "plan": plan,
-            "membership": membership,
-            "form": form,
-            "refused": refused,
-            "imports": history,
-            "max_bytes": settings.IMPORT_MAX_BYTES,
-        },
-        status=400 if form.errors or refused else 200,
-    )
-
-
-def _get_import(plan_id: int, pk: int) -> Import:
-    return get_object_or_404(
-        Import.objects.select_related("plan", "uploaded_by"), plan_id=plan_id, pk=pk
-    )
-
-
-@require_GET
-@login_required
-def import_detail(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
-    plan, membership = get_plan_for_user(request.user, slug)
-    record = _get_import(plan.pk, pk)
-    context: dict[str, Any] = {"plan": plan, "membership": membership, "record": record}
-    if record.status == Import.Status.DRAFT:
-        try:
-            preview = preview_file(record.file.path)
-        except FileRejected as rejection:
-            # Said, not saved: a GET changes nothing. The upload rejects such a file at once;
-            # one that became unreadable since (a lower limit) is rejected when started.
-            context["unreadable"] = str(rejection)
-        else:
-            context["preview"] = preview
-            context["form"] = MappingForm(header=preview.header, mapping=preview.mapping)
-    context.update(_status_context(record))
-    template = "insights/import_detail.html"
-    if request.htmx and record.status != Import.Status.DRAFT:
-        template += "#status"
-    return render(request, template, context)
-
-
-def _status_context(record: Import) -> dict:
-    context: dict = {"progress": read_progress(record)}
-    if record.status == Import.Status.SUCCEEDED:
-        types = (
-            Event.objects.filter(source_import=record)
-            .values("event_type")
-            .annotate(count=Count("id"))
-            .order_by("event_type")
-        )
-        mapped = set(
-            EventMapping.objects.filter(plan_id=record.plan_id).values_list("event_type", flat=True)
-        )
-        context["new_types"] = [t for t in types if t["event_type"] not in mapped]
-    return context
-
-
-@require_POST
-@login_required
-def import_start(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
-    plan, membership = get_plan_for_user(request.user, slug)
-    require_editor(membership)
-    record = _get_import(plan.pk, pk)
-    if record.status != Import.Status.DRAFT or not (preview := check_draft(record)):
-        return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
-    form = MappingForm(request.POST, header=preview.header, mapping=preview.mapping)
-    if not form.is_valid():
-        context = {
-            "plan": plan,
-            "membership": membership,
-            "record": record,
-            "preview": preview,
-            "form": form,
-        }
-        return render(request, "insights/import_detail.html", context, status=400)
-    start_import(record, form.cleaned_data["mapping"], form.cleaned_data["mode"])
-    return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
-
-
-@require_POST
-@login_required
-def import_retry(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
-    plan, membership = get_plan_for_user(request.user, slug)
-    require_editor(membership)
-    record = _get_import(plan.pk, pk)
-    retry_import(record)
-    messages.info(request, "The import starts again.")
-    return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
-
-
-@require_GET
-@login_required
-def import_rejected(request: AuthenticatedHttpRequest, slug: str, pk: int) -> FileResponse:
-    plan, _ = get_plan_for_user(request.user, slug)
-    record = _get_import(plan.pk, pk)
-    if not record.rejected_file:
-        raise Http404("No rejected rows")
-    name = f"{record.original_name.rsplit('.', 1)[0]}-rejected-rows.csv"
-    return FileResponse(
-        record.rejected_file.open("rb"), as_attachment=True, filename=name, content_type="text/csv"
-    )
-
-
-@require_GET
-@login_required
-def import_file(request: AuthenticatedHttpRequest, slug: str, pk: int) -> FileResponse:
-    plan, _ = get_plan_for_user(request.user, slug)
-    record = _get_import(plan.pk, pk)
-    return FileResponse(record.file.open("rb"), as_attachment=True, filename=record.original_name)
-
-
-@require_http_methods(["GET", "POST"])
-@login_required
-def event_map(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
-    plan, membership = get_plan_for_user(request.user, slug)
-    stages = list(plan.stages.all())
-    current = {
-        m.event_type: m.stage
-        for m in EventMapping.objects.filter(plan=plan).select_related("stage")
-    }
-    seen = set(Event.objects.filter(plan=plan).values_list("event_type", flat=True).distinct())
-    event_types = sorted(seen | set(current))
-    if request.method == "POST":
-        require_facilitator(membership)
-        by_id = {str(stage.pk): stage for stage in stages}
-        chosen: dict[str, Stage | None] = {}
-        for event_type in event_types:
-            stage_id = request.POST.get(f"stage_{event_type}", "")
-            if stage_id in by_id:
-                chosen[event_type] = by_id[stage_id]
-            elif stage_id == "" and event_type in current:
-                chosen[event_type] = None  # "no stage": taken off the map
-        map_event_types(plan.pk, chosen)
-        messages.success(request, "The event map is saved.")
-        return redirect("insights:event_map", slug=plan.slug)
-    rows = []
-    for event_type in event_types:
-        stage = current.get(event_type)
-        rows.append(
-            {
-                "event_type": event_type,
-                "stage": stage,
-                "suggested": None if stage else suggest_stage(event_type, stages),
-                "seen": event_type in seen,
-            }
-        )
-    return render(
-        request,
-        "insights/event_map.html",
-        {"plan": plan, "membership": membership, "rows": rows, "stages": stages},
-    )
-
-
-# --- assumptions: history, re-test now, the assumption map ----------------------------------
 
 
 def _get_assumption(plan_id: int, pk: int) -> Assumption:
@@ -394,22 +207,6 @@ def assumption_map(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse
             "retests": recent,
         },
     )
-
-
-# --- e-mail: one-click unsubscribe, no sign-in --------------------------------------------------
-
-
-@csrf_exempt  # RFC 8058 one-click: the mail client POSTs without our cookie; the token is signed.
-@require_http_methods(["GET", "POST"])
-def unsubscribe(request: HtmxHttpRequest, token: str) -> HttpResponse:
-    member = membership_from_token(token)
-    if member is None:
-        return render(request, "insights/unsubscribe.html", {"invalid": True}, status=404)
-    done = False
-    if request.method == "POST":
-        Membership.objects.filter(pk=member.pk).update(digest_opt_out=True)
-        done = True
-    return render(request, "insights/unsubscribe.html", {"member": member, "done": done})
 
 
 TEST_FIELDS = Assumption.TEST_FIELDS

@@ -1,16 +1,13 @@
 """The Customers page (DOMAIN §8, §9): the life cycle in numbers and what customers are worth,
-with its filters in the URL, and "Make this an assumption" behind every figure that is a §5
-test. Imports and the event map are its sub-pages (insights.views)."""
+with its filters in the URL (customer_filters), and "Make this an assumption" behind every figure
+that is a §5 test. Imports and the event map are its sub-pages (insights.views.imports)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -21,11 +18,10 @@ from planning.http import AuthenticatedHttpRequest
 from planning.models import Assumption, Metric, Period, Plan
 from planning.views.access import get_plan_for_user, require_editor
 
-from . import charts_customers as charts
-from .clv import DEFAULT_HORIZON_WEEKS
-from .metrics import latest_event_at
-from .services import clv_jobs
-from .services.customer_panels import (
+from .. import charts_customers as charts
+from ..clv import DEFAULT_HORIZON_WEEKS
+from ..metrics import latest_event_at
+from ..services.customer_panels import (
     SIDE_BY_SIDE,
     FilterOptions,
     Loyalty,
@@ -40,7 +36,7 @@ from .services.customer_panels import (
     stage_strip,
     test_query,
 )
-from .services.customers import (
+from ..services.customers import (
     DEFAULT_EVENT_TYPE,
     DEFAULT_WINDOW_DAYS,
     CustomerFigures,
@@ -48,166 +44,11 @@ from .services.customers import (
     compute_customers,
     stage_types,
 )
+from .customer_filters import CustomersFilter, Settings
+from .customer_value import value_context
 
-MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 # An assumption made from a figure of one period measures the same over this many days.
 PERIOD_DAYS: dict[str, int] = {Period.MONTH: 30, Period.WEEK: 7}
-
-
-# --- the filters --------------------------------------------------------------------------------
-
-
-class CustomersFilter(forms.Form):
-    """The page's filters, as the URL carries them. Each bad value is said in words; the page
-    answers 400 with the form and no figures."""
-
-    period = forms.ChoiceField(
-        label="Per",
-        required=False,
-        choices=Period.choices,
-        error_messages={"invalid_choice": "“%(value)s” is not a period: choose month or week."},
-    )
-    as_of = forms.DateField(
-        label="Data up to",
-        required=False,
-        help_text="The end of that day (UTC); empty: the latest data.",
-        error_messages={"invalid": "Give the date as YYYY-MM-DD, e.g. 2026-06-30."},
-        widget=forms.DateInput(attrs={"type": "date"}),
-    )
-    segment = forms.ChoiceField(
-        label="Segment",
-        required=False,
-        error_messages={"invalid_choice": "There is no segment “%(value)s” in this plan's data."},
-    )
-    channel = forms.ChoiceField(
-        label="Channel",
-        required=False,
-        error_messages={"invalid_choice": "There is no channel “%(value)s” in this plan's data."},
-    )
-    event_type = forms.ChoiceField(
-        label="Purchases are",
-        required=False,
-        help_text="The event type of cohorts, repeat rate and lifetime value.",
-        error_messages={
-            "invalid_choice": "There is no event type “%(value)s” in this plan's data."
-        },
-    )
-    window = forms.IntegerField(
-        label="Funnel window (days)",
-        required=False,
-        min_value=1,
-        max_value=3650,
-        error_messages={
-            "invalid": "The funnel window is a whole number of days.",
-            "min_value": "The funnel window is at least 1 day.",
-            "max_value": "The funnel window is at most 3,650 days.",
-        },
-    )
-    entry_from = forms.CharField(label="Entered from", required=False, max_length=10)
-    entry_to = forms.CharField(label="to", required=False, max_length=10)
-    by = forms.ChoiceField(
-        label="Side by side by",
-        required=False,
-        choices=[("channel", "Channel"), ("segment", "Segment")],
-        error_messages={"invalid_choice": "Compare the funnel by segment or by channel."},
-    )
-    horizon = forms.IntegerField(
-        label="Horizon (weeks)",
-        required=False,
-        min_value=1,
-        max_value=520,
-        error_messages={
-            "invalid": "The horizon is a whole number of weeks.",
-            "min_value": "The horizon is at least 1 week.",
-            "max_value": "The horizon is at most 520 weeks (ten years).",
-        },
-    )
-
-    def __init__(self, data: Any, *, plan: Plan, options: FilterOptions) -> None:
-        super().__init__(data)
-        self.plan = plan
-        for name, kind, everyone in (
-            ("segment", "segments", "All segments"),
-            ("channel", "channels", "All channels"),
-        ):
-            self.fields[name].choices = [  # type: ignore[attr-defined]
-                ("", everyone),
-                *((value, f"{value} ({count:,})") for value, count in getattr(options, kind)),
-            ]
-        types = options.values("event_types")
-        if DEFAULT_EVENT_TYPE not in types:
-            types = [DEFAULT_EVENT_TYPE, *types]
-        self.fields["event_type"].choices = [(t, t) for t in types]  # type: ignore[attr-defined]
-
-    def _entry(self, name: str) -> dt.date | None:
-        text = (self.cleaned_data.get(name) or "").strip()
-        if not text:
-            return None
-        if match := MONTH.match(text):
-            year, month = int(match[1]), int(match[2])
-            if 1 <= month <= 12 and 1 < year < 9999:
-                return dt.date(year, month, 1)
-        else:
-            try:
-                return dt.date.fromisoformat(text)
-            except ValueError:
-                pass
-        raise forms.ValidationError(f"“{text}” is not a month (YYYY-MM) or a date (YYYY-MM-DD).")
-
-    def clean_entry_from(self) -> dt.date | None:
-        return self._entry("entry_from")
-
-    def clean_entry_to(self) -> dt.date | None:
-        return self._entry("entry_to")
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        low, high = cleaned.get("entry_from"), cleaned.get("entry_to")
-        if low and high and low > high:
-            self.add_error("entry_to", "The funnel's entry range ends before it starts.")
-        return cleaned
-
-    @property
-    def settings(self) -> Settings:
-        data = self.cleaned_data
-        as_of = data.get("as_of")
-        return Settings(
-            period=data.get("period") or self.plan.period,
-            as_of=(dt.datetime.combine(as_of, dt.time.max, tzinfo=dt.UTC) if as_of else None),
-            segment=data.get("segment") or "",
-            channel=data.get("channel") or "",
-            event_type=data.get("event_type") or DEFAULT_EVENT_TYPE,
-            window=data.get("window") or DEFAULT_WINDOW_DAYS,
-            entry_from=data.get("entry_from"),
-            entry_to=data.get("entry_to"),
-            by=data.get("by") or "channel",
-            horizon=data.get("horizon") or DEFAULT_HORIZON_WEEKS,
-        )
-
-
-@dataclass(frozen=True)
-class Settings:
-    period: str
-    as_of: dt.datetime | None
-    segment: str
-    channel: str
-    event_type: str
-    window: int
-    entry_from: dt.date | None
-    entry_to: dt.date | None
-    by: str
-    horizon: int
-
-    @property
-    def value_request(self) -> clv_jobs.ValueRequest:
-        return clv_jobs.ValueRequest(
-            as_of=self.as_of,
-            horizon_weeks=self.horizon,
-            event_type=self.event_type,
-            segment=self.segment,
-            channel=self.channel,
-        )
-
 
 # --- the page ----------------------------------------------------------------------------------
 
@@ -243,7 +84,7 @@ def customers(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
             )
             return render(request, "insights/customers.html", context, status=400)
     if request.htmx and request.GET.get("part") == "value":
-        context.update(_value_context(plan, settings))
+        context.update(value_context(plan, settings))
         return render(request, "insights/customers.html#value", context)
     try:
         context.update(_figures_context(plan, settings, options, membership.can_edit, plan.slug))
@@ -251,7 +92,7 @@ def customers(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
         form.add_error(None, str(error))
         return render(request, "insights/customers.html", context, status=400)
     if context["figures"].as_of is not None:
-        context.update(_value_context(plan, settings))
+        context.update(value_context(plan, settings))
     return render(request, "insights/customers.html", context)
 
 
@@ -556,68 +397,6 @@ def _funnel_summary(sides: list[SideFunnel]) -> str:
             "who reached the step before reach it."
         )
     return text
-
-
-def _value_context(plan: Plan, settings: Settings) -> dict[str, Any]:
-    state = clv_jobs.customer_value(plan, settings.value_request)
-    context: dict[str, Any] = {"value": state, "settings": settings}
-    report = state.report
-    if state.status == clv_jobs.Status.READY and report and report.get("bgnbd"):
-        segments = sorted(
-            (
-                {
-                    **s,
-                    "per_customer": s["clv"] / s["customers"]
-                    if s.get("clv") is not None and s["customers"]
-                    else None,
-                }
-                for s in report["segments"]
-            ),
-            key=lambda s: -(s["per_customer"] or 0),
-        )
-        histogram = state.p_alive_histogram or []
-        context.update(
-            p_alive_summary=_p_alive_summary(histogram),
-            holdout_summary=_holdout_summary(report.get("holdout")),
-            value_segments=segments,
-            value_segments_figure=charts.segment_value_figure(segments),
-            p_alive_figure=charts.p_alive_figure(state.p_alive_histogram or []),
-            holdout_figure=charts.holdout_figure(report["holdout"])
-            if report.get("holdout")
-            else None,
-            value_per_customer=(report["clv"] / report["customers"])
-            if report.get("clv") is not None and report["customers"]
-            else None,
-        )
-    return context
-
-
-def _p_alive_summary(histogram: list[dict[str, Any]]) -> str:
-    total = sum(row["customers"] for row in histogram)
-    if not total:
-        return ""
-    likely = sum(row["customers"] for row in histogram if row["low"] >= 0.5 - 1e-9)
-    gone = sum(row["customers"] for row in histogram if row["high"] <= 0.2 + 1e-9)
-    return (
-        f"{likely:,} of {total:,} customers ({100 * likely / total:.0f}%) are more likely than "
-        f"not still customers; {gone:,} ({100 * gone / total:.0f}%) have probably left "
-        "(P(alive) under 20%)."
-    )
-
-
-def _holdout_summary(holdout: dict[str, Any] | None) -> str:
-    if not holdout:
-        return ""
-    predicted, actual = holdout["predicted"], holdout["actual"]
-    weeks = len(holdout["weeks"])
-    gap = (predicted - actual) / actual if actual else None
-    text = (
-        f"Over the {weeks} week{'s' if weeks != 1 else ''} after the pinned date, the model "
-        f"predicted {predicted:,.0f} purchase days and customers made {actual:,}"
-    )
-    if gap is not None:
-        text += f": {abs(100 * gap):.0f}% {'over' if gap > 0 else 'under'} the actual"
-    return text + "."
 
 
 # --- "Make this an assumption": which choice it supports ---------------------------------------
