@@ -17,19 +17,43 @@ def _ensure_integrity(using: str = "default", **kwargs: Any) -> None:
         install(connection)
 
 
-def _test_saved(instance: Any, raw: bool = False, **kwargs: Any) -> None:
-    """A saved test gets its history in the background (nothing if it has one already)."""
-    from .services.history import request_history
+def _test_saved(
+    instance: Any,
+    created: bool = False,
+    raw: bool = False,
+    update_fields: Any = None,
+    **kwargs: Any,
+) -> None:
+    """A new test, or a changed one, gets its history in the background. A save that leaves the
+    test as its histories have it (a reworded statement, a new owner) sends no job: one query
+    here spares the worker a job on every edit of a tested assumption."""
+    from .services.history import is_new_test, request_history
 
-    if not raw and instance.has_test:
+    if raw or not instance.has_test:
+        return
+    if update_fields is not None and not set(update_fields) & set(instance.TEST_FIELDS):
+        return
+    if created or is_new_test(instance):
         request_history(instance)
 
 
-def _plan_saved(instance: Any, raw: bool = False, update_fields: Any = None, **kwargs: Any) -> None:
-    """A plan's period may have changed: its histories follow (each computed only if missing)."""
-    from .services.history import request_plan_history
+def _plan_saved(
+    instance: Any,
+    created: bool = False,
+    raw: bool = False,
+    update_fields: Any = None,
+    **kwargs: Any,
+) -> None:
+    """A plan's histories follow its period: drawn again when it changed (a new plan has none)."""
+    from .services.history import period_changed, request_plan_history
 
-    if not raw and (update_fields is None or "period" in update_fields):
+    if raw or created:
+        return
+    if update_fields is not None:
+        changed = "period" in update_fields  # saved by name only when it changed
+    else:
+        changed = period_changed(instance)
+    if changed:
         request_plan_history(instance.pk)
 
 

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .periods import WEEK, period_start
+
 # Points that are no evidence either way.
 SKIPPED = {"insufficient_data", "error"}
 # The first points are the reference the later ones are judged against; a history needs one
@@ -375,14 +377,6 @@ def _onset(moved: Sequence[float]) -> int:
 # --- words --------------------------------------------------------------------------------------
 
 
-def period_start(moment: dt.datetime, period: str) -> dt.date:
-    """The first day of the UTC month or ISO week (Monday) holding `moment`."""
-    day = moment.astimezone(dt.UTC).date()
-    if period == "week":
-        return day - dt.timedelta(days=day.weekday())
-    return day.replace(day=1)
-
-
 def _message(
     evidence: Sequence[_Point],
     alarm: _Alarm,
@@ -405,6 +399,6 @@ def _message(
 
 def _when(since: dt.date, period: str, spans_years: bool) -> str:
     year = f" {since.year}" if spans_years else ""
-    if period == "week":
+    if period == WEEK:
         return f"the week of {since.day} {MONTHS[since.month - 1][:3]}{year}"
     return f"{MONTHS[since.month - 1]}{year}"

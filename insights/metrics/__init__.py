@@ -19,7 +19,7 @@ from planning.models import Assumption, AssumptionStatus, Metric, clean_metric_p
 
 from . import engine
 from .engine import MetricError, Scope
-from .sql import EVENTS, days_before, fetchone
+from .sql import EVENTS, days_before, fetchone, unindexed
 from .stats import Measurement, mean_interval, nps_interval, wilson
 
 __all__ = [
@@ -95,10 +95,18 @@ def first_event_at(plan_id: int, segment: str = "", channel: str = "") -> dt.dat
     Unfiltered, the same skip scan as `latest_event_at`; filtered, one scan of the plan."""
     if not segment and not channel:
         return _skip_scan(plan_id, "MIN")
-    where, params = Scope(
-        plan_id, dt.datetime.max.replace(tzinfo=dt.UTC), segment, channel
-    ).filters()
-    (first,) = fetchone(f"SELECT MIN(e.occurred_at) FROM {EVENTS} e WHERE {where}", params)
+    # SQLite would find the plan's events through the (plan, type, time) index and fetch each
+    # from the table in the index's order; reading the table through is 9 times faster on the
+    # demo plan (150 ms → 17 ms), 3 times with four more plans of its size beside it.
+    where = [f"{unindexed('e.plan_id')} = %s"]
+    params: list[Any] = [plan_id]
+    for column, value in (("segment", segment), ("channel", channel)):
+        if value:
+            where.append(f"e.{column} = %s")
+            params.append(value)
+    (first,) = fetchone(
+        f"SELECT MIN(e.occurred_at) FROM {EVENTS} e WHERE {' AND '.join(where)}", params
+    )
     return _as_datetime(first)
 
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import numpy as np
 from django.core.cache import cache
 from django.db import DatabaseError, transaction
 from django.utils import timezone
@@ -30,8 +29,7 @@ from django.utils import timezone
 from planning import jobs
 from planning.models import Plan
 
-from ..clv import DEFAULT_EVENT_TYPE, DEFAULT_HORIZON_WEEKS, BgNbd, customer_lifetime_value
-from ..clv.summaries import customer_summaries
+from ..clv import DEFAULT_EVENT_TYPE, DEFAULT_HORIZON_WEEKS
 from ..metrics import Scope
 from .customer_panels import cache_scope
 
@@ -203,6 +201,8 @@ def request_default_value(plan_id: int) -> None:
 def compute_customer_value(plan_id: int, data_version: int, request_json: dict[str, Any]) -> None:
     """Fit the report of this key unless it is ready or being fitted. Safe to run twice: a
     second delivery finds it ready (or running, and fresh) and does nothing."""
+    from ..clv import customer_lifetime_value  # numpy and scipy: only where a fit runs
+
     request = ValueRequest.from_json(request_json)
     plan = Plan.objects.filter(pk=plan_id).only("pk", "data_version", "created_at").first()
     if plan is None or plan.data_version != data_version:
@@ -267,6 +267,10 @@ def p_alive_histogram(
 ) -> list[dict[str, Any]]:
     """How many customers have each tenth of P(alive) at as_of, under the report's fit (the
     §9 report holds only its mean): one more read of the per-customer summaries, no refit."""
+    import numpy as np
+
+    from ..clv import BgNbd, customer_summaries
+
     fit = report.get("bgnbd")
     if not fit or not report.get("as_of"):
         return []

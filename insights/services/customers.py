@@ -28,7 +28,7 @@ from planning.models import Period, Plan
 
 from ..metrics import Scope, latest_event_at, wilson
 from ..metrics.sql import EVENTS, days_before, fetchall, moment, plus_days
-from .history import last_moment, period_start
+from ..periods import first_day, last_moment, midnight, period_start
 
 DEFAULT_EVENT_TYPE = "purchase"
 DEFAULT_WINDOW_DAYS = 30
@@ -64,9 +64,10 @@ def period_key(column: str, period: str) -> str:
 
 def period_index(day: dt.date, period: str) -> int:
     """The number `period_key` gives the period holding `day`."""
+    start = first_day(day, period)
     if period == Period.WEEK:
-        return (day - WEEK_ZERO).days // 7
-    return day.year * 12 + day.month - 1
+        return (start - WEEK_ZERO).days // 7
+    return start.year * 12 + start.month - 1
 
 
 def index_start(index: int, period: str) -> dt.date:
@@ -374,9 +375,9 @@ def funnel(
     if not stages:
         return Funnel(window_days, entry_from, entry_to, 0, [])
     if entry_from is not None:
-        entry_from = period_start(_midday(entry_from), frame.period)
+        entry_from = first_day(entry_from, frame.period)
     if entry_to is not None:
-        entry_to = period_start(_midday(entry_to), frame.period)
+        entry_to = first_day(entry_to, frame.period)
     counts = _funnel_counts(frame, stages, window_days, entry_from, entry_to)
     entrants = counts[0]
     steps = [
@@ -414,7 +415,7 @@ def _funnel_counts(
     bounds, bound_params = "t1 <= %s", [moment(latest)]
     if entry_from is not None:
         bounds += " AND t1 >= %s"
-        bound_params.append(moment(_start_moment(entry_from)))
+        bound_params.append(moment(midnight(entry_from)))
     # Step by step, each customer's t(k) beside each of their rows: a window over the rows
     # found so far, never a join (joins of these rows with each other were planned as nested
     # loops by PostgreSQL, which cannot estimate how many customers each step keeps).
@@ -442,14 +443,6 @@ def _funnel_counts(
     sql = f"SELECT {counts} FROM (SELECT {per_step} FROM ({sql}) steps GROUP BY c) per_customer"
     (row,) = fetchall(sql, [*step_params, *first_params, *params, *any_params, *bound_params])
     return [int(count) for count in row]
-
-
-def _midday(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
-
-
-def _start_moment(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
 
 
 # --- all of them ---------------------------------------------------------------------------------

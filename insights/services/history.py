@@ -9,7 +9,6 @@ shows the last one while the next is computed.
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import datetime as dt
 import hashlib
@@ -26,39 +25,19 @@ from django.utils import timezone
 
 from lifecycle.models import EventMapping
 from planning import jobs
-from planning.models import Assumption, Metric, Period, Plan
+from planning.models import Assumption, Metric, Plan
 
 from ..drift import Drift, detect
 from ..metrics import MetricError, first_event_at, latest_event_at, measure_series, verdict
 from ..models import AssumptionHistory
 
+# Where periods start and end is insights.periods'; the customer figures and plan health import
+# these names from here.
+from ..periods import MICROSECOND, last_moment, next_period_start, period_start  # noqa: F401
+
 log = logging.getLogger(__name__)
 
-MICROSECOND = dt.timedelta(microseconds=1)
-
-
 # --- periods (DOMAIN §8) ------------------------------------------------------------------------
-
-
-def period_start(moment: dt.datetime, period: str) -> dt.date:
-    """The first day of the period (UTC) that holds `moment`."""
-    day = moment.astimezone(dt.UTC).date()
-    if period == Period.WEEK:
-        return day - dt.timedelta(days=day.weekday())
-    return day.replace(day=1)
-
-
-def next_period_start(start: dt.date, period: str) -> dt.date:
-    if period == Period.WEEK:
-        return start + dt.timedelta(days=7)
-    days = calendar.monthrange(start.year, start.month)[1]
-    return start.replace(day=1) + dt.timedelta(days=days)
-
-
-def last_moment(start: dt.date, period: str) -> dt.datetime:
-    """The last moment of the period starting on `start`: the next one's start − 1 µs."""
-    following = next_period_start(start, period)
-    return dt.datetime.combine(following, dt.time(), tzinfo=dt.UTC) - MICROSECOND
 
 
 def history_ends(first: dt.datetime, as_of: dt.datetime, period: str) -> list[dt.datetime]:
@@ -79,14 +58,8 @@ def history_ends(first: dt.datetime, as_of: dt.datetime, period: str) -> list[dt
 def history_key(assumption: Assumption, plan: Plan) -> str:
     """What a history depends on, hashed: the test, the plan's period and data version, and the
     event types mapped to the stage a stage_reach test reads."""
-    test = assumption.test_definition()
-    if test is not None:  # 60 as typed and 60.0 as stored are one threshold
-        threshold = test["threshold"]
-        test["threshold"] = (
-            [float(v) for v in threshold] if isinstance(threshold, list) else float(threshold)
-        )
     basis: dict[str, Any] = {
-        "test": test,
+        "test": _keyed_test(assumption.test_definition()),
         "period": plan.period,
         "data": plan.data_version,
     }
@@ -99,6 +72,44 @@ def history_key(assumption: Assumption, plan: Plan) -> str:
         )
     raw = json.dumps(basis, sort_keys=True, default=str).encode()
     return hashlib.sha256(raw).hexdigest()
+
+
+def _keyed_test(test: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A test as its history is keyed: 60 as typed and 60.0 as stored are one threshold."""
+    if not test:
+        return test
+    threshold = test["threshold"]
+    return {
+        **test,
+        "threshold": (
+            [float(v) for v in threshold] if isinstance(threshold, list) else float(threshold)
+        ),
+    }
+
+
+def _same_test(stored: dict[str, Any] | None, test: dict[str, Any] | None) -> bool:
+    """Whether a history's stored test (read back from JSON) is this one."""
+    as_json = partial(json.dumps, sort_keys=True, default=str)
+    return as_json(_keyed_test(stored)) == as_json(_keyed_test(test))
+
+
+def is_new_test(assumption: Assumption) -> bool:
+    """Whether the assumption's test is none of those its histories were computed for: one
+    query (a history of older data is deleted once the newer one is computed: few rows)."""
+    test = assumption.test_definition()
+    stored = AssumptionHistory.objects.filter(assumption=assumption).values_list("test", flat=True)
+    return not any(_same_test(other, test) for other in stored)
+
+
+def period_changed(plan: Plan) -> bool:
+    """Whether the plan's latest history was drawn per another period than the plan's now."""
+    latest = (
+        AssumptionHistory.objects.filter(plan=plan)
+        .order_by("-created_at", "-id")
+        .values_list("period", flat=True)
+        .first()
+    )
+    return latest is not None and latest != plan.period
 
 
 # --- computing ----------------------------------------------------------------------------------

@@ -13,7 +13,10 @@ import io
 import itertools
 import json
 import math
+import os
 import random
+import subprocess
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,13 +29,12 @@ from scipy.integrate import quad
 
 from insights.clv import BgNbd, customer_summaries
 from insights.metrics import Scope
-from insights.models import Event
+from tests.insights.events import store
 
 pytestmark = pytest.mark.django_db
 
 UTC = dt.UTC
 CDNOW = Path(__file__).parent / "data" / "CDNOW_sample.txt"
-_occurrence = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -43,34 +45,6 @@ class Row:
     value: Decimal | None = None
     segment: str = ""
     channel: str = ""
-
-
-def store(plan, rows: list[Row]) -> list[Row]:
-    """The rows as the plan's events, stored in this order (later rows get higher ids)."""
-    events = []
-    for row in rows:
-        content = {
-            "customer_id": row.customer,
-            "occurred_at": row.at.isoformat(),
-            "event_type": row.type,
-            "value": None if row.value is None else str(row.value),
-            "segment": row.segment,
-            "channel": row.channel,
-        }
-        events.append(
-            Event(
-                plan=plan,
-                customer_id=row.customer,
-                occurred_at=row.at,
-                event_type=row.type,
-                value=row.value,
-                segment=row.segment,
-                channel=row.channel,
-                dedupe_key=Event.identity(None, content, next(_occurrence)),
-            )
-        )
-    Event.objects.bulk_create(events, batch_size=2000)
-    return rows
 
 
 def clv_json(plan, *args: str) -> dict:
@@ -643,3 +617,23 @@ def test_expectation_is_continuous_at_a_one():
         assert at_one[i] == pytest.approx(
             direct_prediction(0.4, 3.0, 1.0, 2.5, x[i], t_x[i], T[i], 52)[0], rel=1e-9
         )
+
+
+def test_a_web_process_loads_neither_numpy_nor_scipy():
+    """The models load with the first fit: a process that serves every page (the Customers
+    page shows reports that a worker fitted) starts without them."""
+    code = (
+        "import sys, django; django.setup(); "
+        "from django.urls import get_resolver; get_resolver().url_patterns; "
+        "print(sorted({name.partition('.')[0] for name in sys.modules} & {'numpy', 'scipy'}))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    ran = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    )
+    assert ran.stdout.strip() == "[]"

@@ -23,10 +23,9 @@ from django.db import connection
 from django.utils import timezone
 
 from insights.models import Event, Import
-from insights.services import csvfiles
+from insights.services import csvfiles, sinks
 from insights.services import imports as services
 from insights.services import rows as row_checks
-from insights.services import sinks
 from insights.services.imports import (
     FileRejected,
     create_import,

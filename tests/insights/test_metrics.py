@@ -8,7 +8,6 @@ data across many parameter combinations, then on small hand-built cases for each
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import math
 import random
 from collections import defaultdict
@@ -20,10 +19,10 @@ import pytest
 
 from insights import metrics
 from insights.metrics import Measurement, MetricError, Scope, latest_event_at, verdict
-from insights.models import Event
 from insights.services.retests import evaluate, retest_assumption
 from lifecycle.models import EventMapping, Stage
 from planning.models import Assumption, AssumptionStatus, StrategicChoice
+from tests.insights.events import store
 
 pytestmark = pytest.mark.django_db
 
@@ -34,8 +33,6 @@ KOLKATA = dt.timezone(dt.timedelta(hours=5, minutes=30))
 DAY = dt.timedelta(days=1)
 SECOND = dt.timedelta(seconds=1)
 MICROSECOND = dt.timedelta(microseconds=1)
-
-_occurrence = itertools.count()
 
 
 # --- building data ------------------------------------------------------------------------------
@@ -57,34 +54,6 @@ def moment(text: str) -> dt.datetime:
     """An ISO 8601 moment; no zone means UTC (DOMAIN §4)."""
     value = dt.datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def store(plan, rows: list[Row]) -> list[Row]:
-    """Store rows as the plan's events, in this order (so later rows get higher ids)."""
-    events = []
-    for row in rows:
-        content = {
-            "customer_id": row.customer,
-            "occurred_at": row.at.isoformat(),
-            "event_type": row.type,
-            "value": None if row.value is None else str(row.value),
-            "segment": row.segment,
-            "channel": row.channel,
-        }
-        events.append(
-            Event(
-                plan=plan,
-                customer_id=row.customer,
-                occurred_at=row.at,
-                event_type=row.type,
-                value=row.value,
-                segment=row.segment,
-                channel=row.channel,
-                dedupe_key=Event.identity(None, content, next(_occurrence)),
-            )
-        )
-    Event.objects.bulk_create(events, batch_size=1000)
-    return rows
 
 
 def add(plan, *specs) -> list[Row]:
