@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from planning.models import Plan
 from planning.planfile import import_plan, load_plan_file
+from planning.sessions.agenda import create_session
 
 from .models import EVENT_FIELDS, AssumptionRun, Event, Import
 from .services.imports import CsvWriter
@@ -423,6 +424,7 @@ def load_demo(
                 return DemoResult(existing, False, logins, existing.events.count())
             plan, _ = import_plan(load_plan_file(DEMO_PLAN_FILE), actor=None)
             count = store_events(plan, generate_events(customers, seed), stored)
+            plan_demo_workshop(plan)
     except BaseException:
         for name in stored:  # its rows are rolled back: the file must not outlive them
             _storage().delete(name)
@@ -432,6 +434,19 @@ def load_demo(
     # tested once, with its history and early warning computed from the data.
     retest_plan(plan, trigger=AssumptionRun.Trigger.COMMAND)
     return DemoResult(plan, True, logins, count, time.monotonic() - started)
+
+
+def plan_demo_workshop(plan: Plan) -> None:
+    """The facilitator's next workshop, planned from the "Outside-in planning workshop" template
+    on the Workshop tab, ready to start."""
+    facilitator = get_user_model().objects.get(username="sofia")
+    create_session(
+        plan,
+        facilitator,
+        title="FY2027 planning workshop",
+        date=dt.date(2027, 1, 14),
+        template="workshop",
+    )
 
 
 def analyze_events() -> None:

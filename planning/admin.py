@@ -541,3 +541,7 @@ class PendingJobAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# Workshop sessions register their own admins, in their own module: this one is long enough.
+from .sessions import admin as sessions_admin  # noqa: E402, F401

@@ -2,6 +2,7 @@ from django.urls import path
 
 from . import views
 from .kinds import KINDS
+from .sessions import views as sessions
 
 app_name = "planning"
 
@@ -18,6 +19,20 @@ urlpatterns = [
     path("<slug:slug>/events/", views.events, name="events"),
     path("<slug:slug>/presence/", views.presence, name="presence"),
     path("<slug:slug>/activity/<int:pk>/revert/", views.activity_revert, name="activity_revert"),
+    # Workshop sessions (DOMAIN §11): the plan's sessions, the room, its actions, the summary.
+    path("<slug:slug>/sessions/", sessions.sessions, name="sessions"),
+    path("<slug:slug>/sessions/<int:pk>/", sessions.session_room, name="session"),
+    path(
+        "<slug:slug>/sessions/<int:pk>/summary/",
+        sessions.session_summary,
+        name="session_summary",
+    ),
+    path("<slug:slug>/sessions/<int:pk>/summary.pdf", sessions.session_pdf, name="session_pdf"),
+    path(
+        "<slug:slug>/sessions/<int:pk>/<slug:action>/",
+        sessions.session_action,
+        name="session_action",
+    ),
 ]
 
 # The same editing views for each kind of item (planning/kinds.py): /plans/<slug>/<plural>/new/

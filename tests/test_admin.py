@@ -32,15 +32,25 @@ from planning.models import (
     AssumptionStatus,
     BTInitiative,
     Comment,
+    Decision,
     Invitation,
+    ItemKind,
+    MapPlacement,
     Membership,
     PendingJob,
     Plan,
     Presence,
     Role,
+    SessionNote,
+    SessionStep,
+    SessionVote,
+    StepKind,
     StrategicChoice,
+    WorkshopSession,
 )
 from planning.services import create_plan, record_activity
+from planning.sessions.agenda import create_session
+from planning.sessions.room import start_session
 
 MODELS = [
     Stage,
@@ -61,9 +71,16 @@ MODELS = [
     Presence,
     Invitation,
     PendingJob,
+    WorkshopSession,
+    SessionStep,
+    SessionNote,
+    SessionVote,
+    MapPlacement,
+    Decision,
 ]
 # Rows that only the app writes: imports and their events come from files, history from use,
-# invitations from the members page (which e-mails them).
+# invitations from the members page (which e-mails them), sessions and what their room wrote
+# from the plan's sessions pages.
 NO_ADD = {
     Activity,
     AssumptionRun,
@@ -75,7 +92,14 @@ NO_ADD = {
     Presence,
     Invitation,
     PendingJob,
+    WorkshopSession,
+    SessionStep,
+    SessionNote,
+    SessionVote,
+    MapPlacement,
+    Decision,
 }
+SESSION_ROWS = [SessionNote, SessionVote, MapPlacement, Decision]
 HISTORY = {Activity, AssumptionRun, AssumptionHistory, PlanRetest}
 APPS = {"lifecycle", "planning", "insights"}
 ON_POSTGRESQL = connection.vendor == "postgresql"
@@ -196,6 +220,7 @@ def fill_plan(plan: Plan, membership: Membership) -> dict:
     )
     job = PendingJob.objects.create(task="planning.tasks.send_mention", args=[1, plan.pk])
     return {
+        **fill_session(plan, membership, choice, assumption),
         PendingJob: job,
         Invitation: invitation,
         Presence: presence,
@@ -214,6 +239,44 @@ def fill_plan(plan: Plan, membership: Membership) -> dict:
         AssumptionHistory: history,
         PlanRetest: retest,
         DigestDelivery: delivery,
+    }
+
+
+def fill_session(
+    plan: Plan, membership: Membership, choice: StrategicChoice, assumption: Assumption
+) -> dict:
+    """A running workshop with one row of each thing its room writes."""
+    user = membership.user
+    session = create_session(
+        plan, user, title="Spring planning workshop", date=START.date(), template="workshop"
+    )
+    session = start_session(session)
+    steps = {step.kind: step for step in session.steps.order_by("-position")}  # first of a kind
+    note = SessionNote.objects.create(
+        step=steps[StepKind.BRAINSTORM], author=user, text="Offer a family plan"
+    )
+    vote = SessionVote.objects.create(
+        step=steps[StepKind.VOTE], voter=user, item_type=ItemKind.CHOICE, item_id=choice.pk, count=2
+    )
+    placement = MapPlacement.objects.create(
+        step=steps[StepKind.MAP], assumption=assumption, importance=4, evidence=2, moved_by=user
+    )
+    decision = Decision.objects.create(
+        session=session,
+        step=steps[StepKind.DECIDE],
+        item_type=ItemKind.CHOICE,
+        item_id=choice.pk,
+        item_label=choice.title,
+        outcome=Decision.Outcome.ADOPTED,
+        decided_by=user,
+    )
+    return {
+        WorkshopSession: session,
+        SessionStep: steps[StepKind.BRAINSTORM],
+        SessionNote: note,
+        SessionVote: vote,
+        MapPlacement: placement,
+        Decision: decision,
     }
 
 
@@ -461,6 +524,82 @@ def test_activity_is_searchable_by_actor_and_filtered_by_action(staff, world):
     assert [activity.item_label for activity in deleted.result_list] == ["Old hunch"]
     newest_first = staff.client.get(url(Activity)).context["cl"].result_list
     assert [activity.action for activity in newest_first] == ["deleted", "created"]
+
+
+# --- Workshop sessions ------------------------------------------------------------------------
+
+SESSION_MODELS = [WorkshopSession, SessionStep, *SESSION_ROWS]
+
+
+def test_a_session_page_shows_its_agenda_and_links_to_what_its_room_wrote(staff, world):
+    another_plan(0)  # another session, with rows of its own
+    session = world[WorkshopSession]
+    page = staff.client.get(url(WorkshopSession, "change", session.pk))
+    formset = next(
+        inline.formset
+        for inline in page.context["inline_admin_formsets"]
+        if inline.formset.model is SessionStep
+    )
+    assert [form.instance for form in formset.forms] == list(session.steps.order_by("position"))
+    for model in SESSION_ROWS:
+        link = re.search(rf'href="({url(model)}\?[^"]+)">1 ', page.text)
+        assert link, model.__name__
+        rows = staff.client.get(link[1].replace("&amp;", "&")).context["cl"].result_list
+        assert list(rows) == [world[model]]
+
+
+def test_a_session_page_does_not_grow_with_its_agenda(staff, world):
+    session = world[WorkshopSession]
+    address = url(WorkshopSession, "change", session.pk)
+    staff.client.get(address)
+    before = len(queries_for(staff.client, address))
+    for stage in world[Plan].stages.all():
+        SessionStep.objects.create(
+            session=session, position=50, kind=StepKind.BRAINSTORM, title="More", stage=stage
+        )
+    assert len(queries_for(staff.client, address)) == before
+
+
+@pytest.mark.parametrize("model", SESSION_MODELS, ids=lambda m: m.__name__)
+def test_sessions_and_what_their_room_wrote_are_read_only(staff, world, model):
+    row = world[model]
+    assert staff.client.post(url(model, "change", row.pk), {}).status_code == 403
+    assert 'name="_save"' not in staff.client.get(url(model, "change", row.pk)).text
+    assert model.objects.filter(pk=row.pk).exists()
+
+
+@pytest.mark.parametrize("model", SESSION_MODELS, ids=lambda m: m.__name__)
+def test_sessions_and_what_their_room_wrote_are_found_by_plan(staff, world, model):
+    another_plan(0)
+    path = {WorkshopSession: "plan", SessionStep: "session__plan", Decision: "session__plan"}
+    ours = set(model.objects.filter(**{path.get(model, "step__session__plan"): world[Plan]}))
+    assert world[model] in ours
+    assert model.objects.count() == 2 * len(ours)
+    for q in ["FY2027", "fy2027"]:
+        found = staff.client.get(url(model), {"q": q}).context["cl"].result_list
+        assert set(found) == ours
+
+
+def test_deleting_a_session_takes_its_steps_and_what_its_room_wrote_along(staff, world):
+    session = world[WorkshopSession]
+    page = staff.client.get(url(WorkshopSession, "delete", session.pk))
+    assert page.status_code == 200
+    assert not page.context["perms_lacking"]
+    counts = dict(page.context["model_count"])
+    assert counts["session steps"] == session.steps.count()
+    response = staff.client.post(url(WorkshopSession, "delete", session.pk), {"post": "yes"})
+    assert response.status_code == 302
+    for model in SESSION_MODELS:
+        assert not model.objects.exists(), model.__name__
+    assert Plan.objects.filter(pk=world[Plan].pk).exists()
+    assert Assumption.objects.filter(pk=world[Assumption].pk).exists()
+
+
+def test_a_vote_shows_the_item_it_is_on_even_once_deleted(staff, world):
+    vote = world[SessionVote]
+    assert "Launch a loyalty subscription" in staff.client.get(url(SessionVote)).text
+    world[StrategicChoice].delete()
+    assert f"#{vote.item_id}, since deleted" in staff.client.get(url(SessionVote)).text
 
 
 # --- Queries: changelists do not grow with the data --------------------------------------------

@@ -21,6 +21,9 @@ SCHEMA: dict[str, Spec] = {
     "hello": {"connection": (str,)},
     "changed": {"version": (int,), "items": (list, None)},
     "gone": {},
+    # The plan's running workshop session moved on (a step, the timer, a reveal): screens in
+    # the room re-fetch it from `url`; other pages offer "Back to the room". session null: none.
+    "room": {"session": (int, None), "revision": (int,), "url": (str,)},
     "busy": {"message": (str,)},
 }
 REFRESH = {"item", "board"}

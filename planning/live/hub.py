@@ -26,7 +26,7 @@ from django.db import OperationalError, close_old_connections, connection
 from django.db.models import Max, Subquery
 
 from ..kinds import KINDS
-from ..models import Activity, Membership, Plan
+from ..models import Activity, Membership, Plan, SessionStatus, WorkshopSession
 from .presence import present, refresh_presence
 from .signals import broker, publish
 
@@ -93,22 +93,33 @@ class PlanState:
     slug: str
     members: frozenset[int]
     latest_activity: int
+    room: tuple[int, int] | None = None  # the running workshop session: (id, revision)
 
 
 def read_state(plan_id: int) -> PlanState | None:
-    """The plan's version, members and latest activity in one statement; None when it is gone."""
+    """The plan's version, members, latest activity and running session (its revision) in one
+    statement; None when the plan is gone."""
     latest = Activity.objects.filter(plan_id=plan_id).values("plan_id").annotate(last=Max("id"))
+    running = WorkshopSession.objects.filter(plan_id=plan_id, status=SessionStatus.RUNNING)
     row = (
         Plan.objects.filter(pk=plan_id)
-        .annotate(latest=Subquery(latest.values("last")[:1]))
-        .values_list("version", "slug", "latest")
+        .annotate(
+            latest=Subquery(latest.values("last")[:1]),
+            session=Subquery(running.values("pk")[:1]),
+            revision=Subquery(running.values("revision")[:1]),
+        )
+        .values_list("version", "slug", "latest", "session", "revision")
         .first()
     )
     if row is None:
         return None
     members = Membership.objects.filter(plan_id=plan_id).values_list("user_id", flat=True)
     return PlanState(
-        version=row[0], slug=row[1], members=frozenset(members), latest_activity=row[2] or 0
+        version=row[0],
+        slug=row[1],
+        members=frozenset(members),
+        latest_activity=row[2] or 0,
+        room=(row[3], row[4]) if row[3] is not None else None,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import connections
+from django.urls import reverse
 
 from . import events
 from . import hub as hubs
@@ -27,6 +28,14 @@ def _sse(event: str, data: Any, event_id: int | None = None) -> bytes:
     lines.append(f"event: {event}")
     lines.append(f"data: {json.dumps(data)}")
     return ("\n".join(lines) + "\n\n").encode()
+
+
+def room_event(state: hubs.PlanState) -> dict[str, Any]:
+    if state.room is None:
+        return {"session": None, "revision": 0, "url": ""}
+    session, revision = state.room
+    url = reverse("planning:session", args=[state.slug, session])
+    return {"session": session, "revision": revision, "url": url}
 
 
 def stream(plan_id: int, user_id: int, last_version: int | None) -> AsyncIterator[bytes]:
@@ -55,6 +64,7 @@ async def _events(
         yield b"retry: 1000\n\n"
         yield _sse("hello", {"connection": connection})
         seen_presence = None
+        seen_room: tuple[int, int] | None = None  # told only while a session runs
         last_activity: int | None = None
         while True:
             tick = watch.tick
@@ -77,6 +87,9 @@ async def _events(
                 )
                 last_version = state.version
             last_activity = state.latest_activity
+            if state.room != seen_room:
+                yield _sse("room", room_event(state))
+                seen_room = state.room
             people = await watch.presence()
             if people != seen_presence:
                 yield _sse("presence", people)

@@ -1,6 +1,6 @@
 """Plans, their members, strategic choices, assumptions, BT initiatives, comments and activity:
 `plans` (plans, members, invitations), `items` (choices, assumptions, initiatives) and `records`
-(comments, activity, presence, waiting jobs)."""
+(comments, activity, presence, waiting jobs), `sessions` (workshop sessions, DOMAIN §11)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,18 @@ from .records import (
     PendingJob,
     Presence,
 )
+from .sessions import (
+    Decision,
+    ItemKind,
+    MapPlacement,
+    ReviewView,
+    SessionNote,
+    SessionStatus,
+    SessionStep,
+    SessionVote,
+    StepKind,
+    WorkshopSession,
+)
 
 __all__ = [
     "BU_LEADER_NEEDS_UNIT",
@@ -67,18 +79,28 @@ __all__ = [
     "ChoiceStatus",
     "Comment",
     "Comparator",
+    "Decision",
     "Horizon",
     "InitiativeStatus",
     "Invitation",
     "InvitationQuerySet",
+    "ItemKind",
+    "MapPlacement",
     "Membership",
     "Metric",
     "PendingJob",
     "Period",
     "Plan",
     "Presence",
+    "ReviewView",
     "Role",
+    "SessionNote",
+    "SessionStatus",
+    "SessionStep",
+    "SessionVote",
+    "StepKind",
     "StrategicChoice",
+    "WorkshopSession",
     "clean_metric_params",
     "one_line_problem",
     "validate_one_line",

@@ -39,6 +39,14 @@
       people = JSON.parse(e.data);
       showPresence();
     });
+    // A workshop session started or ended: one click back to the room (the server's URL).
+    source.addEventListener("room", function (e) {
+      var data = JSON.parse(e.data);
+      var banner = document.querySelector("[data-back-to-room]");
+      if (!banner) return;
+      banner.hidden = !data.session;
+      if (data.session) banner.querySelector("[data-room-link]").href = data.url;
+    });
     source.addEventListener("gone", function () {
       setStatus("This plan no longer exists.");
       source.close();

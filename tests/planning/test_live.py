@@ -724,3 +724,38 @@ def test_many_boards_of_one_plan_share_their_reads(plan, cmo, cio, assumption, n
     counts = {name: seen.count(name) for name in ("read_state", "present", "changes_between")}
     assert counts["changes_between"] == 1
     assert 1 <= counts["read_state"] <= 2 and 1 <= counts["present"] <= 2, seen
+
+
+@streams
+def test_the_room_follows_the_facilitator_within_a_second(plan, cmo, facilitator, no_polling):
+    """A running workshop session (DOMAIN §11): each move of the facilitator reaches an open
+    stream as a `room` event with the session's new revision and the room's URL; when it ends,
+    the stream says no session runs."""
+    from planning.sessions import agenda, room
+
+    session = agenda.create_session(
+        plan, facilitator.user, title="Workshop", date=plan.created_at.date(), template="review"
+    )
+    room.start_session(session)
+    session.refresh_from_db()
+    url = reverse("planning:session", args=[plan.slug, session.pk])
+    version = plan_version(plan)
+
+    async def scenario():
+        board = open_stream(plan, cmo.user, last_version=version)
+        first = await board.until("room")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await sync_to_async(room.next_step)(session)
+        moved = await board.until("room", timeout=WITHIN)
+        took = loop.time() - started
+        await sync_to_async(room.end_session)(session)
+        ended = await board.until("room", timeout=WITHIN)
+        await board.close()
+        return first, moved, ended, took
+
+    first, moved, ended, took = run(scenario())
+    assert first["data"] == {"session": session.pk, "revision": session.revision, "url": url}
+    assert moved["data"]["revision"] > session.revision and moved["data"]["url"] == url
+    assert took < WITHIN
+    assert ended["data"] == {"session": None, "revision": 0, "url": ""}
