@@ -81,11 +81,17 @@ def board(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     stages = list(plan.stages.all())
     by_stage: dict[int, list[StrategicChoice]] = defaultdict(list)
     unplaced: list[StrategicChoice] = []
+    # Each choice once, in the first stage it targets; its other stages show it as a link
+    # ("also here") and it shows them as chips.
+    also_here: dict[int, list[tuple[StrategicChoice, int]]] = defaultdict(list)
+    order = {stage.pk: index for index, stage in enumerate(stages)}
     for choice in choices:
-        targets = choice.stages.all()
-        for stage in targets:
-            by_stage[stage.pk].append(choice)
-        if not targets:
+        targets = sorted(choice.stages.all(), key=lambda stage: order.get(stage.pk, 0))
+        if targets:
+            by_stage[targets[0].pk].append(choice)
+            for other in targets[1:]:
+                also_here[other.pk].append((choice, targets[0].pk))
+        else:
             unplaced.append(choice)
     initiatives = (
         BTInitiative.objects.filter(plan=plan)
@@ -96,7 +102,7 @@ def board(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     context = {
         "plan": plan,
         "membership": membership,
-        "columns": [(stage, by_stage[stage.pk]) for stage in stages],
+        "columns": [(stage, by_stage[stage.pk], also_here[stage.pk]) for stage in stages],
         "unplaced": unplaced,
         "initiatives": initiatives,
         "filters": {**filters, "active": any(filters.values())},

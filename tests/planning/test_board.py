@@ -59,8 +59,16 @@ def test_board_shows_stages_choices_and_assumptions_in_order(plan, cmo):
         for name in ["Discover", "Explore", "Buy", "Use", "Ask", "Engage"]
     ]
     assert positions == sorted(positions)
-    # Choice 0 targets Discover and Buy: a card in each.
-    assert html.count('<article class="card choice"') == 6
+    # Each choice once: choice 0 targets Discover and Buy, its card is in Discover (the first)
+    # with Buy as a chip, and Buy links back to it.
+    assert html.count('<article class="card choice"') == 3
+    discover, buy = plan.stages.get(name="Discover"), plan.stages.get(name="Buy")
+    card = html[html.index('<article class="card choice"') :]
+    card = card[: card.index("</header>")]
+    assert f'id="choice-' in card and f"-in-{discover.pk}" in card
+    assert f'<a class="stage-chip" href="#stage-{buy.pk}">Buy</a>' in card
+    buy_column = html[html.index(f'id="stage-{buy.pk}"') :]
+    assert "Also targets Buy" in buy_column[: buy_column.index("</section>")]
     assert ">Assumption 0.1</a>" in html
     assert "badge-broken" in html and "badge-holds" in html
     assert "target ≥ 30.0%" in html

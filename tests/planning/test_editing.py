@@ -629,14 +629,18 @@ def test_moving_past_either_end_changes_nothing(request, plan, items, kind):
     assert state(plan) == before
 
 
-def test_a_move_without_javascript_lands_in_the_column_it_was_made_in(plan, items, cmo):
-    loyalty = items["choice"][0]  # on Buy and Engage
-    engage = plan.stages.get(name="Engage")
-    response = cmo.client.post(url(plan, "move", loyalty), {"direction": "down", "in": engage.pk})
-    assert response.headers["Location"] == f"{board_url(plan)}#choice-{loyalty.pk}-in-{engage.pk}"
+def test_a_move_without_javascript_lands_where_the_card_is(plan, items, cmo):
+    loyalty = items["choice"][0]  # on Buy and Engage: its card is in Buy, the first
+    buy = plan.stages.get(name="Buy")
+    response = cmo.client.post(url(plan, "move", loyalty), {"direction": "down", "in": buy.pk})
+    assert response.headers["Location"] == f"{board_url(plan)}#choice-{loyalty.pk}-in-{buy.pk}"
     html = cmo.client.get(board_url(plan)).content.decode()
-    assert f'id="choice-{loyalty.pk}-in-{engage.pk}"' in html
-    assert f'<input type="hidden" name="in" value="{engage.pk}">' in html
+    assert f'id="choice-{loyalty.pk}-in-{buy.pk}"' in html
+    assert f'<input type="hidden" name="in" value="{buy.pk}">' in html
+    # Drawn once: Engage links to it instead.
+    engage = plan.stages.get(name="Engage")
+    assert f'id="choice-{loyalty.pk}-in-{engage.pk}"' not in html
+    assert f'href="#choice-{loyalty.pk}-in-{buy.pk}"' in html
 
 
 def test_a_move_needs_a_direction(plan, items, cmo):
