@@ -16,6 +16,7 @@ from ..models.sessions import (
     MAX_STEPS,
     ItemKind,
     ReviewView,
+    SessionStatus,
     SessionStep,
     StepKind,
     WorkshopSession,
@@ -117,11 +118,17 @@ def clean_step(step: SessionStep) -> None:
     step.full_clean(exclude=["session"])
 
 
+def _open_agenda(session: WorkshopSession) -> WorkshopSession:
+    """The session, locked, while its agenda may change (until it ends)."""
+    session = locked(session)
+    if session.status == SessionStatus.ENDED:
+        raise SessionError("This session has ended: its agenda is kept as it was.")
+    return session
+
+
 @transaction.atomic
 def add_step(session: WorkshopSession, step: SessionStep) -> SessionStep:
-    session = locked(session)
-    if session.status == "ended":
-        raise SessionError("This session has ended: its agenda is kept as it was.")
+    session = _open_agenda(session)
     if session.steps.count() >= MAX_STEPS:
         raise SessionError(f"An agenda has at most {MAX_STEPS} steps.")
     step.session = session
@@ -134,9 +141,7 @@ def add_step(session: WorkshopSession, step: SessionStep) -> SessionStep:
 
 @transaction.atomic
 def change_step(step: SessionStep) -> SessionStep:
-    session = locked(step.session)
-    if session.status == "ended":
-        raise SessionError("This session has ended: its agenda is kept as it was.")
+    session = _open_agenda(step.session)
     clean_step(step)
     step.save()
     changed(session)
@@ -145,9 +150,7 @@ def change_step(step: SessionStep) -> SessionStep:
 
 @transaction.atomic
 def remove_step(step: SessionStep) -> None:
-    session = locked(step.session)
-    if session.status == "ended":
-        raise SessionError("This session has ended: its agenda is kept as it was.")
+    session = _open_agenda(step.session)
     if session.current_step_id == step.pk:
         raise SessionError("The room is on this step: move to another step before removing it.")
     if step.notes.exists() or step.votes.exists():

@@ -12,7 +12,7 @@ from ..models.sessions import Decision, ItemKind, SessionStep, StepKind, Worksho
 from ..services import User, label_of, save_item, snapshot
 from ..services.editing import Conflict
 from .errors import SessionError
-from .room import changed, locked
+from .room import changed, locked, require_step
 from .voting import candidates, ranking
 
 TOP = 5
@@ -138,10 +138,7 @@ def key_of(item: StrategicChoice | Assumption) -> str:
 def discuss(session: WorkshopSession, step: SessionStep, key: str) -> None:
     """The facilitator brings one of the step's items to the room's attention."""
     session = locked(session)
-    if session.status != "running" or session.current_step_id != step.pk:
-        raise SessionError("The room is not on this step any more.")
-    if step.kind != StepKind.DECIDE:
-        raise SessionError("Items are discussed in decide steps.")
+    require_step(session, step, StepKind.DECIDE, "Items are discussed")
     if key not in {key_of(item) for item in agenda_items(session, step)}:
         raise SessionError("That item is not on this step's list.")
     SessionStep.objects.filter(pk=step.pk).update(focus=key)

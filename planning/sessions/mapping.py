@@ -13,7 +13,7 @@ from ..models.sessions import Decision, MapPlacement, SessionStep, StepKind
 from ..services import User, label_of, save_item, snapshot
 from ..services.editing import Conflict
 from .errors import SessionError
-from .room import changed, locked
+from .room import changed, locked, require_step
 
 SCALE = range(1, 6)
 
@@ -38,10 +38,7 @@ def positions(step: SessionStep) -> dict[int, tuple[int, int, bool]]:
 
 def _in_step(step: SessionStep, assumption: Assumption):
     session = locked(step.session)
-    if step.kind != StepKind.MAP:
-        raise SessionError("Assumptions are placed in map steps.")
-    if session.status != "running" or session.current_step_id != step.pk:
-        raise SessionError("The room is not on this map any more.")
+    require_step(session, step, StepKind.MAP, "Assumptions are placed")
     if assumption.choice.plan_id != session.plan_id:
         raise SessionError("That assumption is not on this plan.")
     return session

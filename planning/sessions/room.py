@@ -50,6 +50,15 @@ def _running(session: WorkshopSession) -> WorkshopSession:
     return session
 
 
+def require_step(session: WorkshopSession, step: SessionStep, kind: str, what: str) -> None:
+    """The room is on `step` and it is a `kind` step, else SessionError: "<what> in <kind>
+    steps", or that the room moved on."""
+    if step.kind != kind:
+        raise SessionError(f"{what} in {kind.replace('_', ' ')} steps.")
+    if session.status != SessionStatus.RUNNING or session.current_step_id != step.pk:
+        raise SessionError("The room is not on this step any more.")
+
+
 def _idle(session: WorkshopSession) -> None:
     session.timer_ends_at = None
     session.timer_left = None

@@ -20,7 +20,7 @@ from ..models import Assumption, Membership, StrategicChoice
 from ..models.sessions import ItemKind, SessionStep, SessionVote, StepKind, WorkshopSession
 from ..services import User
 from .errors import SessionError
-from .room import changed, locked
+from .room import changed, locked, require_step
 
 
 def candidates(step: SessionStep) -> QuerySet:
@@ -51,10 +51,7 @@ def vote(step: SessionStep, voter: User, item_id: int, delta: int) -> int:
     step = SessionStep.objects.select_for_update().get(pk=step.pk)
     session = WorkshopSession.objects.get(pk=step.session_id)
     step.session = session
-    if step.kind != StepKind.VOTE:
-        raise SessionError("Votes are cast in vote steps.")
-    if session.status != "running" or session.current_step_id != step.pk:
-        raise SessionError("The room is not on this vote any more.")
+    require_step(session, step, StepKind.VOTE, "Votes are cast")
     if step.revealed:
         raise SessionError("The votes are revealed: the vote is closed.")
     if not candidates(step).filter(pk=item_id).exists():

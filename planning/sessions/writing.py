@@ -30,17 +30,14 @@ from ..models.sessions import (
 from ..services import User, create_item, delete_item, label_of
 from ..services.editing import NameTaken
 from .errors import SessionError
-from .room import changed, locked
+from .room import changed, locked, require_step
 
 
 def _writable(step: SessionStep) -> SessionStep:
     session = locked(step.session)
     step = SessionStep.objects.select_related("stage").get(pk=step.pk)
     step.session = session
-    if step.kind != StepKind.BRAINSTORM:
-        raise SessionError("Items are written in brainstorm steps.")
-    if session.status != "running" or session.current_step_id != step.pk:
-        raise SessionError("The room is not on this step any more.")
+    require_step(session, step, StepKind.BRAINSTORM, "Items are written")
     if step.revealed:
         raise SessionError("This step's items are revealed: add more on the board.")
     return step
