@@ -78,6 +78,9 @@ def vote(step: SessionStep, voter: User, item_id: int, delta: int) -> int:
             row.delete()
         else:
             mine.filter(pk=row.pk).update(count=F("count") - 1)
+    if used + delta in (0, 1) and used in (0, 1):
+        # A member's first dot, or their last taken back: the room's "N members voted" moves.
+        changed(session)
     return session.votes_per_member - used - delta
 
 

@@ -326,3 +326,19 @@ def test_a_decide_step_walks_its_items_one_by_one(workshop, facilitator, cmo, ch
     assert act(cmo, workshop, "discuss", item=f"choice-{choices[0].pk}").status_code == 403
     off_list = act(facilitator, workshop, "discuss", item=f"choice-{choices[1].pk}")
     assert off_list.status_code == 409  # Rentals got no vote: not on this step's list
+
+
+def test_the_room_hears_who_voted_not_each_dot(workshop, facilitator, cmo, choices):
+    goto(facilitator, workshop, StepKind.VOTE)
+    before = workshop.revision
+    revisions = []
+    for action, item in [("vote", 0), ("vote", 1), ("unvote", 1), ("unvote", 0)]:
+        act(cmo, workshop, action, item=choices[item].pk)
+        workshop.refresh_from_db()
+        revisions.append(workshop.revision)
+    # First dot: the count of voters moves; a second dot and its removal: nothing to follow;
+    # the last dot taken back: the count moves again.
+    assert revisions[0] > before
+    assert revisions[1] == revisions[0] and revisions[2] == revisions[1]
+    assert revisions[3] > revisions[2]
+    assert "1 member voted so far" not in room_page(facilitator, workshop)
