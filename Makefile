@@ -21,13 +21,15 @@ PYTHON_CANDIDATES := $(PYTHON) python3.13 python3.12 python3 \
 	$(wildcard /usr/local/bin/python3.1[2-9] /usr/bin/python3.1[2-9]) \
 	$(wildcard /opt/python/3.1[2-9]*/bin/python3)
 
-# Prints the pinned requirements from pyproject.toml; `dev` adds the dev extras.
+# Prints the pinned requirements from pyproject.toml; `dev` adds the dev extras and the optional
+# `spark` extra (its tests run a Spark Connect server; `make run` does not need it).
 define REQUIREMENTS_PY
 import sys, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 requirements = list(project["dependencies"])
 if sys.argv[1:] == ["dev"]:
     requirements += project["optional-dependencies"]["dev"]
+    requirements += project["optional-dependencies"]["spark"]
 print("\n".join(requirements))
 endef
 export REQUIREMENTS_PY
@@ -87,7 +89,7 @@ $(STAMP): pyproject.toml | $(PY)
 
 $(STAMP_DEV): pyproject.toml | $(PY)
 	$(CHECK_VENV)
-	@echo "Installing the dependencies pinned in pyproject.toml, with the dev extras"
+	@echo "Installing the dependencies pinned in pyproject.toml, with the dev and spark extras"
 	@$(PY) -c "$$REQUIREMENTS_PY" dev > $(VENV)/requirements-dev.txt
 	$(PY) -m pip install --quiet -r $(VENV)/requirements-dev.txt
 	@touch $(STAMP) $@

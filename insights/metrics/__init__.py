@@ -3,8 +3,8 @@
 Each metric is written once, in `engine`, as a series over moments; a re-test measures one
 moment (`measure`), a history many (`measure_series`). A `Measurement` is a value, its sample
 size and 95% interval; `verdict` turns it and the test's comparator into a status. SQL is
-written once with the small dialect helpers of `sql`, so the same statements run on PostgreSQL
-and on the SQLite default.
+written once with the small dialect helpers of `sql`, so the same statements run on PostgreSQL,
+on the SQLite default, and as Spark SQL where a customer's data lives (`spark.on_source`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from planning.models import Assumption, AssumptionStatus, Metric, clean_metric_p
 
 from . import engine
 from .engine import MetricError, Scope
-from .sql import EVENTS, days_before, fetchone, unindexed
+from .sql import EVENTS, days_before, fetchone, indexed, unindexed
 from .stats import Measurement, mean_interval, nps_interval, wilson
 
 __all__ = [
@@ -111,6 +111,11 @@ def first_event_at(plan_id: int, segment: str = "", channel: str = "") -> dt.dat
 
 
 def _skip_scan(plan_id: int, extreme: str) -> dt.datetime | None:
+    if not indexed():
+        (found,) = fetchone(
+            f"SELECT {extreme}(e.occurred_at) FROM {EVENTS} e WHERE e.plan_id = %s", [plan_id]
+        )
+        return _as_datetime(found)
     (found,) = fetchone(
         f"""WITH RECURSIVE types (name) AS (
               SELECT MIN(event_type) FROM {EVENTS} WHERE plan_id = %s

@@ -23,20 +23,20 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from django.db import connection
-
 from lifecycle.models import EventMapping, Stage
 
 from .sql import (
     EVENTS,
     day,
     days_before,
+    exact_squares,
     exact_sum,
     fetchall,
     larger,
     moment,
     plus_days,
     position,
+    squared,
     to_fraction,
     unindexed,
 )
@@ -445,14 +445,15 @@ def mean_value(scope: Scope, ends: Ends, event_type: str) -> list[Measurement]:
     """Mean of the values of those events in the window, with its interval from the sample
     standard deviation; computed on the stored decimals."""
     _check(scope, ends)
-    if connection.vendor == "postgresql":
+    if exact_squares():
         # numeric arithmetic is exact: counts, sums and sums of squares add up exactly.
         select = "SELECT a, c, COUNT(*), SUM(v), SUM(v * v), 0 FROM valued GROUP BY a, c"
     else:
-        # SQLite stores decimals as floating point: deviations from each group's mean, not sums
-        # of squares, so that amounts of a million that differ by cents keep their spread.
+        # SQLite stores decimals as floating point, Spark rounds long decimal products:
+        # deviations from each group's mean, not sums of squares, so that amounts of a million
+        # that differ by cents keep their spread.
         select = f"""
-            SELECT a, c, COUNT(*), {exact_sum("v")}, NULL, SUM((v - m) * (v - m)) FROM (
+            SELECT a, c, COUNT(*), {exact_sum("v")}, NULL, SUM({squared("v - m")}) FROM (
                 SELECT a, c, v, AVG(v) OVER (PARTITION BY a, c) AS m FROM valued
             ) centred GROUP BY a, c
         """
