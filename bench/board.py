@@ -48,6 +48,7 @@ from typing import Any
 from bench.metrics import BASE_DIR, machine, postgres_url, scratch_database
 
 DB_NAME = "outside_in_bench_board"
+SAVE_TO_OTHER_SCREEN_MS = 250
 SLUG = "bench-board"
 STAGES = ["Discover", "Explore", "Buy", "Use", "Ask", "Engage"]
 # BENCH_BOARD_CHOICES makes the plan smaller or bigger (5 assumptions each, a third as many
@@ -491,15 +492,17 @@ def live_propagation(base: str, a: Session, b: Session) -> None:
             browser.close()
     print(f"live:        {edits} saves by A (an assumption's statement, through the board's form),")
     print("             until B's DOM shows the new text; browser clock, same machine")
-    for name, values in (
-        ("from A's save sent", [m.seen - m.sent for m in saves]),
-        ("from A's save done", [m.seen - m.saved for m in saves]),
+    # From the click, the product's target (issue #15: another member sees a save within
+    # 250 ms at p95); from the save's answer, the browser tests' bound.
+    for name, values, target in (
+        ("from A's save sent", [m.seen - m.sent for m in saves], SAVE_TO_OTHER_SCREEN_MS),
+        ("from A's save done", [m.seen - m.saved for m in saves], LIVE_TARGET_MS),
     ):
         p95 = percentile(values, 0.95)
         print(
             f"  {name:<19} p50 {statistics.median(values):6.0f} ms   p95 {p95:6.0f} ms   "
-            f"(max {max(values):.0f} ms; target ≤ {LIVE_TARGET_MS} ms: "
-            f"{'met' if p95 <= LIVE_TARGET_MS else 'NOT met'})"
+            f"(max {max(values):.0f} ms; target ≤ {target} ms at p95: "
+            f"{'met' if p95 <= target else 'NOT met'})"
         )
     print("  where it goes, p50:")
     for name, values in (
@@ -534,7 +537,8 @@ def _until(page: Any, condition: str, what: str, timeout: float = 15) -> None:
 def _edit_once(page_a: Any, page_b: Any, article_id: str, n: int) -> Moments:
     """A edits one assumption's statement and saves it; B notes when it shows the new text."""
     article = page_a.locator(f"#{article_id}")
-    article.locator(":scope > .tools").get_by_role("button", name="Edit").click()
+    # Its own Edit button, named "Edit <statement>" (a statement may contain "edit" itself).
+    article.locator(":scope > .tools").get_by_role("button", name=re.compile(r"^Edit\b")).click()
     form = page_a.locator("article[data-editing]")
     statement = form.get_by_label("Statement", exact=True)
     text = f"{statement.input_value().split(' [edit')[0]} [edit {n + 1}]"

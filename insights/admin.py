@@ -26,6 +26,7 @@ from .models import (
     DigestDelivery,
     Event,
     Import,
+    PlanDataSource,
     PlanRetest,
 )
 from .services.uploads import retry_import
@@ -399,3 +400,15 @@ class DigestDeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(PlanDataSource)
+class PlanDataSourceAdmin(admin.ModelAdmin):
+    """Where each plan's events live. The token is never here: only its variable's name."""
+
+    list_display = ["plan", "engine", "url", "table", "last_check_ok", "last_checked_at"]
+    list_filter = ["engine", "last_check_ok"]
+    list_select_related = ["plan"]
+    search_fields = ["plan__name", "plan__slug", "url", "table"]
+    readonly_fields = ["last_checked_at", "last_check_ok", "last_check_message", "updated_at"]
+    autocomplete_fields = ["plan"]

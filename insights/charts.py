@@ -289,7 +289,9 @@ def assumption_map_summary(assumptions: list[Assumption]) -> str:
     for a in assumptions:
         counts[a.get_status_display().lower()] = counts.get(a.get_status_display().lower(), 0) + 1
     parts = ", ".join(f"{n} {label}" for label, n in counts.items())
-    return (
-        f"{len(assumptions)} assumptions ({parts}). {len(urgent)} are important with little "
-        "evidence: test those first."
-    )
+    total = "1 assumption" if len(assumptions) == 1 else f"{len(assumptions)} assumptions"
+    if not urgent:
+        return f"{total} ({parts}). None is important with little evidence."
+    if len(urgent) == 1:
+        return f"{total} ({parts}). 1 is important with little evidence: test it first."
+    return f"{total} ({parts}). {len(urgent)} are important with little evidence: test those first."

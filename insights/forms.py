@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -7,7 +8,9 @@ from django.forms.utils import flatatt
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from .models import EVENT_FIELDS, Import
+from .metrics.spark import OPTIONAL, REQUIRED
+from .metrics.spark import TABLE as SPARK_TABLE
+from .models import EVENT_FIELDS, Import, PlanDataSource
 from .services.imports import REQUIRED_FIELDS, check_width
 
 FIELD_LABELS = {
@@ -99,3 +102,66 @@ class MappingForm(forms.Form):
             raise forms.ValidationError(f"Choose a column for {', '.join(missing)}.")
         cleaned["mapping"] = mapping
         return cleaned
+
+
+SPARK_COLUMNS = (*REQUIRED, *OPTIONAL)
+
+
+class DataSourceForm(forms.ModelForm):
+    """Where the plan's events live. The access token itself is never entered here: only the
+    name of the environment variable that holds it where Outside-In runs."""
+
+    TOKEN_ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+    class Meta:
+        model = PlanDataSource
+        fields = ["engine", "url", "table", "columns", "token_env"]
+        labels = {"engine": "Where the events live", "columns": "Column names"}
+        help_texts = {
+            "url": "The cluster's Spark Connect address, e.g. sc://spark.example.com:15002.",
+            "table": "A table (catalog.schema.events) or a path: parquet.`/data/events`.",
+            "columns": 'Only where the table names a column differently, e.g. {"occurred_at": '
+            '"ts", "event_type": "kind"}. The columns are customer_id, occurred_at, '
+            "event_type, value, segment and channel.",
+            "token_env": "The NAME of the environment variable, set where Outside-In runs, "
+            "that holds the cluster's access token (e.g. NORTHWIND_SPARK_TOKEN). The token "
+            "itself is never entered here, stored or written to any file.",
+        }
+        widgets = {"engine": forms.RadioSelect}
+
+    def clean_columns(self) -> dict[str, str]:
+        columns = self.cleaned_data.get("columns") or {}
+        if not isinstance(columns, dict):
+            raise forms.ValidationError('Write the names as {"our column": "the table\'s"}.')
+        unknown = sorted(set(columns) - set(SPARK_COLUMNS))
+        if unknown:
+            raise forms.ValidationError(
+                f"{', '.join(unknown)}: not a column of an event. The columns are "
+                f"{', '.join(SPARK_COLUMNS)}."
+            )
+        if not all(isinstance(name, str) and name.strip() for name in columns.values()):
+            raise forms.ValidationError("Each column needs the table's name for it.")
+        return {ours: theirs.strip() for ours, theirs in columns.items()}
+
+    def clean_token_env(self) -> str:
+        name = self.cleaned_data.get("token_env", "").strip()
+        if name and not self.TOKEN_ENV.fullmatch(name):
+            # It may be the token itself, pasted here: never show it back on the page.
+            self.data = {name: self.data.get(name) for name in self.data} | {"token_env": ""}
+            raise forms.ValidationError(
+                "Enter the name of an environment variable (letters, digits and _), not the "
+                "token itself."
+            )
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("engine") != PlanDataSource.Engine.SPARK:
+            return data
+        url, table = (data.get("url") or "").strip(), (data.get("table") or "").strip()
+        if not url.startswith("sc://"):
+            self.add_error("url", "Enter the cluster's address, starting with sc://.")
+        if not SPARK_TABLE.fullmatch(table):
+            self.add_error("table", "Enter a table name (catalog.schema.events) or a path.")
+        data["url"], data["table"] = url, table
+        return data

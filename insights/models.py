@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from planning.models import Assumption, AssumptionStatus, Plan
+from planning.models import Assumption, AssumptionStatus, Membership, Plan
 
 # The columns of an events file (DOMAIN §4), in its order; any other column is an attribute.
 EVENT_FIELDS = [
@@ -45,6 +47,8 @@ class Import(models.Model):
         SUCCEEDED = "succeeded", "Imported"
         REJECTED = "rejected", "Rejected"
         FAILED = "failed", "Failed, can be retried"
+        # Its events were deleted again; the record, its file and its figures are kept.
+        UNDONE = "undone", "Undone"
 
     class Mode(models.TextChoices):
         ALL_OR_NOTHING = "all_or_nothing", "All or nothing"
@@ -74,13 +78,33 @@ class Import(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The plan's latest event (the as_of every windowed metric ends on) before and after the
+    # import stored its rows: an import that moves it far says so (`as_of_move`).
+    as_of_before = models.DateTimeField(null=True, blank=True)
+    as_of_after = models.DateTimeField(null=True, blank=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
                 condition=Q(
-                    status__in=["draft", "pending", "running", "succeeded", "rejected", "failed"]
+                    status__in=[
+                        "draft",
+                        "pending",
+                        "running",
+                        "succeeded",
+                        "rejected",
+                        "failed",
+                        "undone",
+                    ]
                 ),
                 name="import_status_valid",
             ),
@@ -91,11 +115,82 @@ class Import(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in {self.Status.SUCCEEDED, self.Status.REJECTED, self.Status.FAILED}
+        return self.status in {
+            self.Status.SUCCEEDED,
+            self.Status.REJECTED,
+            self.Status.FAILED,
+            self.Status.UNDONE,
+        }
 
     @property
     def is_working(self) -> bool:
         return self.status in {self.Status.PENDING, self.Status.RUNNING}
+
+    @property
+    def rejected_for_its_rows(self) -> bool:
+        """An all-or-nothing import that some bad rows rejected, with valid rows to import."""
+        return (
+            self.status == self.Status.REJECTED
+            and self.mode == self.Mode.ALL_OR_NOTHING
+            and 0 < self.rows_rejected < self.rows_read
+        )
+
+    @property
+    def rows_valid(self) -> int:
+        return self.rows_read - self.rows_rejected
+
+    def undoable_by(self, membership: Membership) -> bool:
+        """Whether this member may undo the import, once it succeeded: a facilitator any import,
+        an editor the imports they uploaded themselves (the person who sent the wrong file puts
+        it right at once, but never removes a colleague's data)."""
+        if not membership.can_edit:
+            return False
+        return membership.can_manage or (
+            self.uploaded_by_id is not None and self.uploaded_by_id == membership.user_id
+        )
+
+    def can_be_undone_by(self, membership: Membership) -> bool:
+        return self.status == self.Status.SUCCEEDED and self.undoable_by(membership)
+
+    @property
+    def as_of_move(self) -> AsOfMove | None:
+        """How far this import moved the plan's latest data, when further than the next day."""
+        return AsOfMove.between(self.as_of_before, self.as_of_after)
+
+
+@dataclass(frozen=True)
+class AsOfMove:
+    """The plan's latest event moved from one day to another that is not the next one.
+
+    A daily feed moves it by a day every time, and is expected to; a jump of more than a day
+    (a week of events dated ahead, a file from the future) moves the end of every windowed
+    metric with it, and is worth saying. Compared by calendar day (UTC), not by 24 hours: a
+    feed whose last event comes at 23:50 one day and 23:55 the next moves by one day."""
+
+    before: dt.datetime
+    after: dt.datetime
+
+    @classmethod
+    def between(cls, before: dt.datetime | None, after: dt.datetime | None) -> AsOfMove | None:
+        """The move, when it is more than a day either way (back: an import was undone)."""
+        if before is None or after is None:
+            return None
+        move = cls(before, after)
+        return move if abs(move.days) > 1 else None
+
+    @property
+    def days(self) -> int:
+        """Calendar days (UTC) from before to after; negative when it moved back."""
+        return (self.after.astimezone(dt.UTC).date() - self.before.astimezone(dt.UTC).date()).days
+
+    @property
+    def forward(self) -> bool:
+        return self.days > 0
+
+    @property
+    def day_format(self) -> str:
+        """How the template writes both days: with the year only when they differ in it."""
+        return "j M" if self.before.year == self.after.year else "j M Y"
 
 
 class Event(models.Model):
@@ -355,3 +450,43 @@ class AssumptionHistory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.assumption} history ({self.get_status_display()}, {len(self.points)} points)"
+
+
+class PlanDataSource(models.Model):
+    """Where a plan's events live (issue #14): imported into Outside-In, the default, or a
+    table on the customer's Spark cluster, read through Spark Connect where every number runs.
+
+    The access token is never stored: `token_env` names the environment variable of the
+    Outside-In processes that holds it."""
+
+    class Engine(models.TextChoices):
+        IMPORTED = "imported", "Imported into Outside-In"
+        SPARK = "spark", "A table on Apache Spark"
+
+    plan = models.OneToOneField(Plan, on_delete=models.CASCADE, related_name="data_source")
+    engine = models.CharField(max_length=10, choices=Engine, default=Engine.IMPORTED)
+    url = models.CharField("Spark Connect address", max_length=300, blank=True)
+    table = models.CharField(max_length=500, blank=True)
+    # DOMAIN §4's column name -> the table's, only where they differ.
+    columns = models.JSONField("column mapping", default=dict, blank=True)
+    token_env = models.CharField("token variable", max_length=100, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_check_ok = models.BooleanField(default=False)
+    last_check_message = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(engine__in=["imported", "spark"]), name="data_source_engine_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        if self.engine == self.Engine.SPARK:
+            return f"{self.plan}: {self.table} on {self.url}"
+        return f"{self.plan}: imported events"
+
+    @property
+    def on_spark(self) -> bool:
+        return self.engine == self.Engine.SPARK

@@ -11,6 +11,7 @@ from django.db import OperationalError, transaction
 from planning.jobs import enqueue
 from planning.models import Assumption, Plan
 
+from .metrics.spark import SourceUnavailable
 from .services import digests, history, imports, retests
 
 # Transient trouble (a database restart, a busy SQLite file) is retried with backoff.
@@ -32,10 +33,18 @@ def mark_stalled_imports() -> int:
 
 
 @shared_task(
-    acks_late=True, autoretry_for=TRANSIENT, retry_backoff=5, retry_backoff_max=300, max_retries=5
+    bind=True,
+    acks_late=True,
+    autoretry_for=(*TRANSIENT, SourceUnavailable),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=5,
 )
-def run_plan_retest(retest_id: int) -> None:
-    retests.run_plan_retest(retest_id)
+def run_plan_retest(self: Task, retest_id: int) -> None:
+    # A Spark cluster that does not answer is tried again with backoff; the last try records
+    # `error` runs that say so, so that the re-test ends and its page stops waiting.
+    last_try = self.request.retries >= (self.max_retries or 0)
+    retests.run_plan_retest(retest_id, retry_unreachable=not last_try)
     # Also when this delivery found the re-test already done (a redelivery after a crash between
     # the two steps): queue_digests claims each re-test once and only after a scheduled one.
     with transaction.atomic():

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import assumptions, customers, imports
+from .views import assumptions, customers, data_source, imports
 
 app_name = "insights"
 
@@ -9,9 +9,16 @@ urlpatterns = [
     path("<slug:slug>/data/<int:pk>/", imports.import_detail, name="import_detail"),
     path("<slug:slug>/data/<int:pk>/start/", imports.import_start, name="import_start"),
     path("<slug:slug>/data/<int:pk>/retry/", imports.import_retry, name="import_retry"),
+    path(
+        "<slug:slug>/data/<int:pk>/valid-rows/",
+        imports.import_valid_rows_only,
+        name="import_valid_rows",
+    ),
+    path("<slug:slug>/data/<int:pk>/undo/", imports.import_undo, name="import_undo"),
     path("<slug:slug>/data/<int:pk>/rejected.csv", imports.import_rejected, name="import_rejected"),
     path("<slug:slug>/data/<int:pk>/file", imports.import_file, name="import_file"),
     path("<slug:slug>/event-map/", imports.event_map, name="event_map"),
+    path("<slug:slug>/data-source/", data_source.data_source, name="data_source"),
     # Not …/assumptions/<pk>/: the board serves that one (planning:assumption, the item alone).
     path(
         "<slug:slug>/assumptions/<int:pk>/history/",

@@ -10,6 +10,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
+from django.db.models import Q
 
 from lifecycle.models import EventMapping, Stage
 
@@ -124,20 +125,37 @@ class NewPlanForm(forms.Form):
         return cleaned
 
 
+OBSERVERS_OWN_NOTHING = (
+    "An observer cannot own an item: choose a member who edits the plan, or no owner."
+)
+
+
 class ItemForm(forms.ModelForm):
-    """An editable item's form: choices of members, stages and choices come from its plan."""
+    """An editable item's form: choices of members, stages and choices come from its plan. An
+    owner is a member who edits the plan, never an observer (one who owned the item before
+    they became an observer is shown, and must be replaced to save)."""
 
     def __init__(self, *args, plan: Plan, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.plan = plan
         if "owner" in self.fields:
             owner = self.fields["owner"]
-            owner.queryset = plan.memberships.select_related("user").order_by("user__first_name")  # type: ignore[attr-defined]
+            current = getattr(self.instance, "owner_id", None)
+            owners = plan.memberships.filter(~Q(role=Role.OBSERVER) | Q(pk=current))
+            owner.queryset = owners.select_related("user").order_by("user__first_name")  # type: ignore[attr-defined]
             owner.label_from_instance = lambda m: f"{m.display_name} ({m.get_role_display()})"  # type: ignore[attr-defined]
+            owner.empty_label = "No owner yet"  # type: ignore[attr-defined]
+            owner.help_text = "Who answers for it: a member who edits the plan."
         if "stages" in self.fields:
             self.fields["stages"].queryset = plan.stages.all()  # type: ignore[attr-defined]
         if "choices" in self.fields:
             self.fields["choices"].queryset = plan.choices.all()  # type: ignore[attr-defined]
+
+    def clean_owner(self) -> Membership | None:
+        owner = self.cleaned_data.get("owner")
+        if owner is not None and owner.role == Role.OBSERVER:
+            raise forms.ValidationError(OBSERVERS_OWN_NOTHING)
+        return owner
 
     def validate_constraints(self) -> None:
         """Not run again here: every check constraint of the board's models mirrors a field
@@ -213,6 +231,25 @@ def _param_field(name: str, kind: str, form: AssumptionForm) -> forms.Field:
     )
 
 
+def score_field(label: str, help_text: str) -> forms.IntegerField:
+    """A score from 1 to 5 (importance, evidence): the input offers no other, and a value
+    outside says so in words."""
+    out_of_range = f"{label} is a whole number from 1 to 5."
+    return forms.IntegerField(
+        label=label,
+        min_value=1,
+        max_value=5,
+        help_text=help_text,
+        error_messages={
+            "required": f"Give the {label.lower()}, from 1 to 5.",
+            "invalid": out_of_range,
+            "min_value": out_of_range,
+            "max_value": out_of_range,
+        },
+        widget=forms.NumberInput(attrs={"step": 1, "inputmode": "numeric"}),
+    )
+
+
 # Each metric parameter has its own input, made from its kind (METRIC_PARAMS) and its words
 # (PARAM_LABELS); `params` is assembled from them.
 PARAM_KINDS = {name: kind for spec in METRIC_PARAMS.values() for name, (kind, _, _) in spec.items()}
@@ -237,11 +274,12 @@ class AssumptionForm(ItemForm):
             "min_sample": "Minimum sample",
             "window_days": "Window (days)",
         }
-        widgets = {
-            "statement": forms.Textarea(attrs={"rows": 2}),
-            "importance": forms.NumberInput(attrs={"min": 1, "max": 5}),
-            "evidence": forms.NumberInput(attrs={"min": 1, "max": 5}),
-        }
+        widgets = {"statement": forms.Textarea(attrs={"rows": 2})}
+
+    importance = score_field(
+        "Importance", "How much the choice rests on it: 1 = a little, 5 = entirely."
+    )
+    evidence = score_field("Evidence", "How much we already know: 1 = a hunch, 5 = proven.")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

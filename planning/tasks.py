@@ -38,6 +38,12 @@ def send_mention(comment_id: int, membership_id: int) -> bool:
     if comment is None or member is None or not member.user.email:
         return False
     target = comment.choice or comment.assumption
+    kind, target_id = (
+        ("choice", comment.choice_id)
+        if comment.choice_id
+        else ("assumption", comment.assumption_id)
+    )
+    thread = reverse(f"planning:{kind}_comments", args=[comment.plan.slug, target_id])
     author = (
         comment.author.get_full_name() or comment.author.get_username()
         if comment.author
@@ -48,6 +54,8 @@ def send_mention(comment_id: int, membership_id: int) -> bool:
         "author": author,
         "target": target,
         "member": member,
+        # The comment itself, on its own page: an anchor its thread gives each comment.
+        "comment_url": f"{settings.SITE_URL}{thread}#comment-{comment.pk}",
         "plan_url": settings.SITE_URL + reverse("planning:board", args=[comment.plan.slug]),
     }
     message = EmailMultiAlternatives(

@@ -23,6 +23,7 @@ from insights.models import (
     DigestDelivery,
     Event,
     Import,
+    PlanDataSource,
     PlanRetest,
 )
 from lifecycle.models import DEFAULT_STAGES, EventMapping, Stage
@@ -68,6 +69,7 @@ MODELS = [
     AssumptionHistory,
     PlanRetest,
     DigestDelivery,
+    PlanDataSource,
     Presence,
     Invitation,
     PendingJob,
@@ -219,6 +221,13 @@ def fill_plan(plan: Plan, membership: Membership) -> dict:
         expires_at=START + dt.timedelta(days=14),
     )
     job = PendingJob.objects.create(task="planning.tasks.send_mention", args=[1, plan.pk])
+    source = PlanDataSource.objects.create(
+        plan=plan,
+        engine="spark",
+        url="sc://spark.northwind.example:15002",
+        table="sales.events",
+        token_env="NORTHWIND_SPARK_TOKEN",
+    )
     return {
         **fill_session(plan, membership, choice, assumption),
         PendingJob: job,
@@ -239,6 +248,7 @@ def fill_plan(plan: Plan, membership: Membership) -> dict:
         AssumptionHistory: history,
         PlanRetest: retest,
         DigestDelivery: delivery,
+        PlanDataSource: source,
     }
 
 

@@ -32,6 +32,10 @@ class SourceError(MetricError):
     """The customer's data could not be read on their cluster; the message says why."""
 
 
+class SourceUnavailable(SourceError):
+    """The cluster did not answer at all: trying again later may well succeed."""
+
+
 @dataclass(frozen=True)
 class DataSource:
     """Where a plan's events live: a Spark Connect URL (`sc://host:15002`), a table
@@ -166,7 +170,12 @@ def _explained(source: DataSource, call: Any) -> Any:
     except SourceError:
         raise
     except Exception as error:
-        raise SourceError(_message(source, error)) from error
+        kind = SourceUnavailable if _unreachable(str(error)) else SourceError
+        raise kind(_message(source, error)) from error
+
+
+def _unreachable(text: str) -> bool:
+    return "UNAVAILABLE" in text or "DEADLINE_EXCEEDED" in text or "failed to connect" in text
 
 
 def _message(source: DataSource, error: Exception) -> str:
@@ -177,7 +186,7 @@ def _message(source: DataSource, error: Exception) -> str:
             f"The Spark cluster at {source.url} refused the access token: ask its administrator "
             "for a valid token and enter it in the data source."
         )
-    if "UNAVAILABLE" in text or "DEADLINE_EXCEEDED" in text or "failed to connect" in text:
+    if _unreachable(text):
         return (
             f"The Spark cluster at {source.url} does not answer: it may be stopped or out of "
             "reach from Outside-In. The test will run again at the next re-test."

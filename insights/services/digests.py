@@ -17,7 +17,7 @@ from django.utils import timezone
 from planning.mail import subject_line
 from planning.models import Membership, StrategicChoice
 
-from ..models import AssumptionRun, DigestDelivery, PlanRetest
+from ..models import AsOfMove, AssumptionRun, DigestDelivery, Import, PlanRetest
 from .health import ALARMING, BlastRadius, blast_radii
 
 UNSUBSCRIBE_SALT = "outside-in.digest-unsubscribe"
@@ -119,6 +119,68 @@ def changes_by_choice(retest: PlanRetest) -> list[ChoiceChanges]:
     return list(groups.values())
 
 
+@dataclass
+class DataMove:
+    """The end of the plan's data (every windowed metric's as_of) moved by more than a day since
+    the previous re-test, and the imports that moved it (imported, or undone, in between)."""
+
+    move: AsOfMove
+    imports: list[Import]
+
+    @property
+    def sentence(self) -> str:
+        move = self.move
+        year = move.before.year != move.after.year
+        before, after = (_day(m, year) for m in (move.before, move.after))
+        names = ", ".join(record.original_name for record in self.imports)
+        if self.move.forward:
+            said = (
+                f"The plan's latest data moved from {before} to {after} since the previous "
+                f"re-test: every windowed metric now ends on {after}."
+            )
+            return said + (f" Imported since: {names}." if names else "")
+        said = (
+            f"The plan's latest data moved back from {before} to {after} since the previous "
+            f"re-test: every windowed metric now ends on {after}."
+        )
+        return said + (f" Undone since: {names}." if names else "")
+
+
+def _day(moment: dt.datetime, year: bool) -> str:
+    day = moment.astimezone(dt.UTC)
+    return f"{day.day} {day:%b %Y}" if year else f"{day.day} {day:%b}"
+
+
+def data_moved(retest: PlanRetest) -> DataMove | None:
+    """How the re-test's as_of differs from the one of the plan's run before it (a re-test of
+    the plan, of one assumption, or from the command line), when by more than a day. A
+    scheduled re-test is compared with the previous scheduled one, when there is one: its
+    digest's readers saw that one, not the manual re-tests between them."""
+    runs = AssumptionRun.objects.filter(plan_id=retest.plan_id).exclude(as_of=None)
+    as_of = runs.filter(retest=retest).values_list("as_of", flat=True).first()
+    if as_of is None:
+        return None
+    earlier = runs.filter(created_at__lt=retest.created_at).order_by("-created_at", "-id")
+    previous = None
+    if retest.trigger == AssumptionRun.Trigger.SCHEDULED:
+        scheduled = earlier.filter(retest__trigger=AssumptionRun.Trigger.SCHEDULED)
+        previous = scheduled.values_list("as_of", "created_at").first()
+    previous = previous or earlier.values_list("as_of", "created_at").first()
+    if previous is None:
+        return None
+    before, since = previous
+    move = AsOfMove.between(before, as_of)
+    if move is None:
+        return None
+    imports = Import.objects.filter(plan_id=retest.plan_id)
+    between = (since, retest.created_at)
+    if move.forward:
+        imports = imports.filter(status=Import.Status.SUCCEEDED, finished_at__range=between)
+    else:
+        imports = imports.filter(undone_at__range=between)
+    return DataMove(move, list(imports.order_by("created_at", "id")[:10]))
+
+
 def build_digest(delivery: DigestDelivery) -> EmailMultiAlternatives:
     member = delivery.membership
     retest = delivery.retest
@@ -139,6 +201,7 @@ def build_digest(delivery: DigestDelivery) -> EmailMultiAlternatives:
         "plan_url": site + reverse("planning:board", args=[plan.slug]),
         "unsubscribe_url": unsubscribe,
         "retest": retest,
+        "data_move": data_moved(retest),
     }
     if delivery.kind == "changes":
         subject = f"{plan.name}: {count} assumption{'s' if count != 1 else ''} changed"

@@ -20,7 +20,6 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from lifecycle.models import EventMapping
@@ -34,6 +33,8 @@ from ..models import AssumptionHistory
 # Where periods start and end is insights.periods'; the customer figures and plan health import
 # these names from here.
 from ..periods import MICROSECOND, last_moment, next_period_start, period_start  # noqa: F401
+from .sources import plan_engine
+from .versions import data_changed  # noqa: F401  (imports, undo and sources call it here)
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,8 @@ def compute_history(assumption: Assumption, *, plan: Plan | None = None) -> Assu
     # making every member's save wait behind a background history.
     savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     try:
-        with savepoint:
+        # Where the plan's events live: a Spark source's failure is a MetricError too.
+        with savepoint, plan_engine(plan):
             points, as_of = evaluate_history(assumption, plan)
     except MetricError as error:
         history.status, history.message, history.points = (
@@ -264,14 +266,16 @@ def tested(plan: Plan):
 
 def compute_plan_history(plan: Plan) -> list[AssumptionHistory]:
     """Every tested assumption's history, in plan order (each computed only if missing)."""
-    return [compute_history(assumption, plan=plan) for assumption in tested(plan)]
+    with plan_engine(plan):  # one session on the plan's cluster for them all
+        return [compute_history(assumption, plan=plan) for assumption in tested(plan)]
 
 
 def plan_history_json(plan: Plan) -> list[dict[str, Any]]:
     """`manage.py history SLUG --json` (DOMAIN §10), computing what is missing first."""
     out = []
-    for assumption in tested(plan):
-        history = compute_history(assumption, plan=plan)
+    with plan_engine(plan):
+        histories = [compute_history(assumption, plan=plan) for assumption in tested(plan)]
+    for assumption, history in zip(tested(plan), histories, strict=True):
         out.append(
             {
                 "statement": assumption.statement,
@@ -306,8 +310,3 @@ def request_history(assumption: Assumption, *, once: bool = False) -> None:
     if once and not cache.add(f"history-asked:{assumption.pk}", True, ASKED_SECONDS):
         return
     transaction.on_commit(partial(jobs.send, HISTORY_TASK, [assumption.pk], {}))
-
-
-def data_changed(plan_id: int) -> None:
-    """The plan's events or event map changed: what was computed from them is out of date."""
-    Plan.objects.filter(pk=plan_id).update(data_version=F("data_version") + 1)

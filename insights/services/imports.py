@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from planning.models import Plan
 
+from ..metrics import latest_event_at
 from ..models import Import
 from . import clv_jobs, history
 
@@ -322,6 +323,9 @@ def _import_file(record: Import) -> Import:
                         )
                     ) as batches,
                 ):
+                    # The plan's as_of before this import, read once the sink holds the plan's
+                    # lock (PostgreSQL): another import cannot move it between here and the end.
+                    as_of_before = latest_event_at(record.plan_id)
                     # Closed on the way out, whatever happens: the parsing thread stops with it.
                     for batch in batches:
                         store(batch)
@@ -330,6 +334,8 @@ def _import_file(record: Import) -> Import:
                         raise FileRejected("The file has a header but no rows of data.")
                     if result.rows_rejected and all_or_nothing:
                         raise _AllOrNothing
+                    record.as_of_before = as_of_before
+                    record.as_of_after = latest_event_at(record.plan_id)
                 result.rows_imported = sink.inserted
                 log.info(
                     "import %s: %s rows read and checked in %.1fs, stored in %.1fs more",

@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,10 @@ from planning.models import Assumption, AssumptionStatus, Metric, Plan
 from planning.services import record_activity
 
 from ..metrics import Measurement, MetricError, latest_event_at, measure, verdict
+from ..metrics.spark import SourceUnavailable
 from ..models import AssumptionRun, PlanRetest
 from . import history
+from .sources import plan_engine
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,17 @@ def evaluate(assumption: Assumption, plan_id: int, as_of: dt.datetime | None) ->
     return Outcome(measurement, status, message)
 
 
+def latest_data(plan_id: int, *, retry_unreachable: bool = False) -> tuple[dt.datetime | None, str]:
+    """The moment of the plan's latest event, and "" ; or None and why the plan's data source
+    cannot be read (a cluster that does not answer is raised instead, to retry, when asked)."""
+    try:
+        return latest_event_at(plan_id), ""
+    except MetricError as error:
+        if retry_unreachable and isinstance(error, SourceUnavailable):
+            raise
+        return None, str(error)
+
+
 def retest_assumption(
     assumption: Assumption,
     *,
@@ -88,13 +102,22 @@ def retest_assumption(
     trigger: str = AssumptionRun.Trigger.MANUAL,
     user: Any = None,
     retest: PlanRetest | None = None,
+    batch: str = "",
+    failure: str = "",
 ) -> AssumptionRun:
-    """Run one assumption's test, store the run and the assumption's new verdict."""
+    """Run one assumption's test, store the run and the assumption's new verdict. `batch`
+    names the plan re-test it is part of: the activity shows that re-test as one line.
+    `failure`: why the plan's data could not be read at all (an `error` run saying so).
+    The test runs where the plan's events live (its data source)."""
     plan_id = assumption.choice.plan_id
-    if as_of is None:
-        as_of = latest_event_at(plan_id)
     started = time.perf_counter()
-    outcome = evaluate(assumption, plan_id, as_of)
+    with plan_engine(plan_id):
+        if as_of is None and not failure:
+            as_of, failure = latest_data(plan_id)
+        if failure:
+            outcome = Outcome(Measurement(None, None), AssumptionStatus.ERROR, failure)
+        else:
+            outcome = evaluate(assumption, plan_id, as_of)
     duration_ms = round((time.perf_counter() - started) * 1000)
     m = outcome.measurement
     with transaction.atomic():
@@ -144,7 +167,11 @@ def retest_assumption(
                 item_id=assumption.pk,
                 item_label=assumption.statement,
                 before={"status": previous},
-                after={"status": outcome.status, "observed": m.value},
+                after={
+                    "status": outcome.status,
+                    "observed": m.value,
+                    **({"_retest": batch, "_trigger": trigger} if batch else {}),
+                },
             )
     note_drift(assumption, run)
     return run
@@ -194,12 +221,27 @@ def retest_plan(
 ) -> list[AssumptionRun]:
     """Re-test every tested assumption of a plan, in plan order, as of one moment for all.
     One assumption that cannot be evaluated records an error and never stops the others."""
-    if as_of is None:
-        as_of = latest_event_at(plan.pk)
-    return [
-        retest_assumption(assumption, as_of=as_of, trigger=trigger, user=user, retest=retest)
-        for assumption in tested_assumptions(plan)
-    ]
+    batch = _batch_of(retest) if retest else f"run-{uuid.uuid4().hex}"
+    with plan_engine(plan):  # one session on the plan's cluster for the whole re-test
+        failure = ""
+        if as_of is None:
+            as_of, failure = latest_data(plan.pk)
+        return [
+            retest_assumption(
+                assumption,
+                as_of=as_of,
+                trigger=trigger,
+                user=user,
+                retest=retest,
+                batch=batch,
+                failure=failure,
+            )
+            for assumption in tested_assumptions(plan)
+        ]
+
+
+def _batch_of(retest: PlanRetest) -> str:
+    return f"retest-{retest.pk}"
 
 
 def run_as_json(run: AssumptionRun) -> dict[str, Any]:
@@ -257,12 +299,14 @@ def request_plan_retest(plan: Plan, *, user: Any = None) -> tuple[PlanRetest, bo
         return start_plan_retest(plan, user=user), True
 
 
-def run_plan_retest(retest_id: int) -> PlanRetest | None:
+def run_plan_retest(retest_id: int, *, retry_unreachable: bool = False) -> PlanRetest | None:
     """Carry out a recorded plan re-test. Safe to run twice: only one run claims it.
 
     A transient database error hands the claim back (status pending) so the task's retry
     carries on where this run stopped, as of the same moment, without testing an assumption
     twice; any other error marks the re-test failed, so its page stops waiting for it.
+    `retry_unreachable`: a Spark cluster that does not answer before the first test is such a
+    transient error too (the task's last try records `error` runs that say so instead).
     """
     now = dj_timezone.now()
     claimed = PlanRetest.objects.filter(pk=retest_id, status=PlanRetest.Status.PENDING).update(
@@ -273,8 +317,8 @@ def run_plan_retest(retest_id: int) -> PlanRetest | None:
     retest = PlanRetest.objects.select_related("plan", "requested_by").get(pk=retest_id)
     try:
         with heartbeat(retest_id):
-            _run_remaining(retest)
-    except OperationalError:
+            _run_remaining(retest, retry_unreachable=retry_unreachable)
+    except (OperationalError, SourceUnavailable):
         PlanRetest.objects.filter(pk=retest_id).update(status=PlanRetest.Status.PENDING)
         raise
     except Exception:
@@ -288,14 +332,23 @@ def run_plan_retest(retest_id: int) -> PlanRetest | None:
     return retest
 
 
-def _run_remaining(retest: PlanRetest) -> None:
+def _run_remaining(retest: PlanRetest, *, retry_unreachable: bool = False) -> None:
     done = retest.runs.values_list("assumption_id", flat=True)
     earlier = retest.runs.exclude(as_of=None).values_list("as_of", flat=True).first()
-    as_of = earlier or latest_event_at(retest.plan_id)
-    for assumption in tested_assumptions(retest.plan).exclude(pk__in=list(done)):
-        retest_assumption(
-            assumption, as_of=as_of, trigger=retest.trigger, user=retest.requested_by, retest=retest
-        )
+    with plan_engine(retest.plan):  # one session on the plan's cluster for the whole re-test
+        as_of, failure = earlier, ""
+        if as_of is None:
+            as_of, failure = latest_data(retest.plan_id, retry_unreachable=retry_unreachable)
+        for assumption in tested_assumptions(retest.plan).exclude(pk__in=list(done)):
+            retest_assumption(
+                assumption,
+                as_of=as_of,
+                trigger=retest.trigger,
+                user=retest.requested_by,
+                retest=retest,
+                batch=_batch_of(retest),
+                failure=failure,
+            )
 
 
 @contextlib.contextmanager

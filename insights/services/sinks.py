@@ -24,6 +24,9 @@ from .rows import NO_ATTRIBUTES, parse_occurred_at
 
 SQLITE_BATCH = 5000
 LOCK_POLL_SECONDS = 0.2
+# The advisory lock (with the plan's id) that an import holds while it stores the plan's events,
+# and that undoing an import takes too.
+PLAN_EVENTS_LOCK = 7310
 
 STAGED = "customer_id, occurred_at, event_type, value, segment, channel, event_id, attributes, dedupe_key"
 
@@ -121,7 +124,9 @@ class PostgresSink:
     def _lock(self, cursor: Any, beat: Beat) -> None:
         """Two imports into one plan take turns storing; the waiting one keeps beating."""
         while True:
-            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [7310, self.record.plan_id])
+            cursor.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, %s)", [PLAN_EVENTS_LOCK, self.record.plan_id]
+            )
             if cursor.fetchone()[0]:
                 return
             beat()

@@ -26,6 +26,7 @@ from .. import charts, tasks
 from ..metrics import latest_event_at
 from ..models import AssumptionRun, PlanRetest
 from ..services import history as history_service
+from ..services.digests import data_moved
 from ..services.retests import (
     evaluate,
     request_assumption_retest,
@@ -85,9 +86,13 @@ def _history_context(assumption: Assumption, plan: Plan, runs: list[AssumptionRu
     drift = shown.drift if shown else None
     pending = ready is None and (current is None or current.status == current.Status.PENDING)
     waited = current.created_at if current else timezone.now()
+    charted = any(point["observed"] is not None for point in points)
+    failed = current.message if current and current.status == "failed" else ""
     return {
+        "charted": charted,
+        "nothing_to_draw": "" if charted or pending or failed else _nothing_to_draw(plan),
         "history": shown,
-        "history_failed": current.message if current and current.status == "failed" else "",
+        "history_failed": failed,
         "history_pending": pending,
         "history_stalled": pending and timezone.now() - waited > RETEST_PATIENCE,
         "figure": charts.history_figure(assumption, points, runs, drift),
@@ -96,6 +101,19 @@ def _history_context(assumption: Assumption, plan: Plan, runs: list[AssumptionRu
         "point_rows": [_point_row(assumption, point) for point in reversed(points)],
         "drift": drift,
     }
+
+
+def _nothing_to_draw(plan: Plan) -> str:
+    """In place of a chart with empty axes: why this test has no value to draw yet."""
+    if latest_event_at(plan.pk) is None:
+        return (
+            "Not tested yet: this plan has no customer data. Import customer events and this "
+            "test is drawn here, period by period."
+        )
+    return (
+        "Nothing to draw yet: no customer in the data fits this test in any period. Check its "
+        "event type, segment and channel, or import more customer data."
+    )
 
 
 def _point_row(assumption: Assumption, point: dict) -> dict:
@@ -178,6 +196,7 @@ def retest_detail(request: AuthenticatedHttpRequest, slug: str, pk: int) -> Http
         "runs": runs,
         "total": total,
         "changed": sum(1 for r in runs if r.changed),
+        "data_move": data_moved(retest) if retest.status == PlanRetest.Status.DONE else None,
     }
     template = "insights/retest.html"
     if request.htmx:

@@ -21,6 +21,7 @@ from planning.views.access import get_plan_for_user, require_editor
 from .. import charts_customers as charts
 from ..clv import DEFAULT_HORIZON_WEEKS
 from ..metrics import latest_event_at
+from ..models import PlanDataSource
 from ..services.customer_panels import (
     SIDE_BY_SIDE,
     FilterOptions,
@@ -57,6 +58,11 @@ PERIOD_DAYS: dict[str, int] = {Period.MONTH: 30, Period.WEEK: 7}
 @login_required
 def customers(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
+    if PlanDataSource.objects.filter(plan=plan, engine=PlanDataSource.Engine.SPARK).exists():
+        # Its figures read the imported events: for a Spark plan they would show other data.
+        return render(
+            request, "insights/customers_on_spark.html", {"plan": plan, "membership": membership}
+        )
     options = filter_options(plan)
     form = CustomersFilter(request.GET, plan=plan, options=options)
     shown = request.GET.copy()

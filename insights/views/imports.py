@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,12 +16,21 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from lifecycle.models import EventMapping, Stage
 from lifecycle.services import map_event_types, suggest_stage
 from planning.http import AuthenticatedHttpRequest
+from planning.models import Membership, Plan
 from planning.views.access import get_plan_for_user, require_editor, require_facilitator
 
 from ..forms import MappingForm, UploadForm
 from ..models import Event, Import
 from ..services.imports import FileRejected, preview_file, read_progress
-from ..services.uploads import check_draft, retry_import, start_import, upload_import
+from ..services.uploads import (
+    UndoRefused,
+    check_draft,
+    import_valid_rows,
+    retry_import,
+    start_import,
+    undo_import,
+    upload_import,
+)
 
 
 @require_http_methods(["GET", "POST"])
@@ -80,15 +90,18 @@ def import_detail(request: AuthenticatedHttpRequest, slug: str, pk: int) -> Http
         else:
             context["preview"] = preview
             context["form"] = MappingForm(header=preview.header, mapping=preview.mapping)
-    context.update(_status_context(record))
+    context.update(_status_context(record, membership))
     template = "insights/import_detail.html"
     if request.htmx and record.status != Import.Status.DRAFT:
         template += "#status"
     return render(request, template, context)
 
 
-def _status_context(record: Import) -> dict:
-    context: dict = {"progress": read_progress(record)}
+def _status_context(record: Import, membership: Membership) -> dict:
+    context: dict = {
+        "progress": read_progress(record),
+        "can_undo": record.can_be_undone_by(membership),
+    }
     if record.status == Import.Status.SUCCEEDED:
         types = (
             Event.objects.filter(source_import=record)
@@ -134,6 +147,82 @@ def import_retry(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpR
     retry_import(record)
     messages.info(request, "The import starts again.")
     return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
+
+
+@require_POST
+@login_required
+def import_valid_rows_only(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
+    """The valid rows of an all-or-nothing import that bad rows rejected: its kept file runs
+    again, in "Import the valid rows" mode; nothing to upload again."""
+    plan, membership = get_plan_for_user(request.user, slug)
+    require_editor(membership)
+    record = _get_import(plan.pk, pk)
+    if import_valid_rows(record) and not request.htmx:
+        messages.info(request, "The valid rows are being imported; the rows with errors are not.")
+    return _status_or_redirect(request, plan, membership, record)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def import_undo(request: AuthenticatedHttpRequest, slug: str, pk: int) -> HttpResponse:
+    """GET asks to confirm (the import's page, with what undoing it does); POST undoes it."""
+    plan, membership = get_plan_for_user(request.user, slug)
+    require_editor(membership)
+    record = _get_import(plan.pk, pk)
+    if not record.undoable_by(membership):
+        raise PermissionDenied("Only a facilitator or the person who uploaded it can undo it.")
+    if request.method == "GET":
+        if record.status != Import.Status.SUCCEEDED:
+            return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
+        context = {
+            "plan": plan,
+            "membership": membership,
+            "record": record,
+            "confirm_undo": True,
+            "later_duplicates": _later_duplicates(record),
+            **_status_context(record, membership),
+        }
+        template = "insights/import_detail.html" + ("#status" if request.htmx else "")
+        return render(request, template, context)
+    try:
+        undone = undo_import(record, user=request.user)
+    except UndoRefused as refusal:
+        if request.htmx:  # said in the fragment: a message would wait for the next page
+            return _status_or_redirect(request, plan, membership, record, refused=str(refusal))
+        messages.error(request, str(refusal))
+    else:
+        if undone is not None and not request.htmx:
+            messages.success(request, f"The import is undone: {undone.sentence}")
+    return _status_or_redirect(request, plan, membership, record)
+
+
+def _later_duplicates(record: Import) -> list[Import]:
+    """Imports after this one that skipped rows the plan held already: some may have been this
+    import's, and go with it."""
+    return list(
+        Import.objects.filter(
+            plan_id=record.plan_id,
+            status=Import.Status.SUCCEEDED,
+            rows_duplicate__gt=0,
+            created_at__gt=record.created_at,
+        ).order_by("created_at", "id")[:20]
+    )
+
+
+def _status_or_redirect(
+    request: AuthenticatedHttpRequest,
+    plan: Plan,
+    membership: Membership,
+    record: Import,
+    refused: str = "",
+) -> HttpResponse:
+    """An HTMX post gets the import's status again; a plain one goes back to its page."""
+    if not request.htmx:
+        return redirect("insights:import_detail", slug=plan.slug, pk=record.pk)
+    record = _get_import(plan.pk, record.pk)
+    context = {"plan": plan, "membership": membership, "record": record, "refused": refused}
+    context.update(_status_context(record, membership))
+    return render(request, "insights/import_detail.html#status", context)
 
 
 @require_GET
@@ -190,10 +279,20 @@ def event_map(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
                 "stage": stage,
                 "suggested": None if stage else suggest_stage(event_type, stages),
                 "seen": event_type in seen,
+                # In the data and on no stage: stage metrics do not count it yet.
+                "unmapped": stage is None and event_type in seen,
             }
         )
+    # What needs a decision comes first, highlighted, its suggested stage already chosen.
+    rows.sort(key=lambda row: not row["unmapped"])
     return render(
         request,
         "insights/event_map.html",
-        {"plan": plan, "membership": membership, "rows": rows, "stages": stages},
+        {
+            "plan": plan,
+            "membership": membership,
+            "rows": rows,
+            "stages": stages,
+            "unmapped": [row for row in rows if row["unmapped"]],
+        },
     )

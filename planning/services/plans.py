@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 
 from lifecycle.models import DEFAULT_STAGES, Stage
 
@@ -23,7 +23,10 @@ from ..models import (
 def plans_for_user(user: User):
     if not user.is_authenticated:
         return Plan.objects.none()
-    return Plan.objects.filter(memberships__user=user).order_by("name")
+    # EXISTS, not a join: a join on memberships would be reused by a later
+    # Count("memberships") and count only this user's own membership.
+    mine = Membership.objects.filter(plan=OuterRef("pk"), user=user)
+    return Plan.objects.filter(Exists(mine)).order_by("name")
 
 
 @transaction.atomic

@@ -149,7 +149,11 @@ def item_new(
     spec = KINDS[kind]
     parent = _item(plan, spec.parent, parent_pk) if spec.parent and parent_pk else None
     instance = spec.model(**({spec.parent: parent} if spec.parent else {"plan": plan}))
-    initial = {"stages": [request.GET["stage"]]} if request.GET.get("stage", "").isdigit() else {}
+    initial: dict[str, object] = {}
+    if request.GET.get("stage", "").isdigit():
+        initial["stages"] = [request.GET["stage"]]
+    if "owner" in spec.form.base_fields:  # whoever adds it owns it, until they say otherwise
+        initial["owner"] = membership.pk
     if request.method == "GET":
         initial.update(prefilled(request.GET, spec.form))
     form = spec.form(
@@ -355,10 +359,12 @@ def comments(request: AuthenticatedHttpRequest, slug: str, kind: str, pk: int) -
         elif len(body) > 5000:
             error = "A comment has at most 5,000 characters."
         else:
-            add_comment(plan, request.user, target, body)
+            comment = add_comment(plan, request.user, target, body)
             if not request.htmx:
-                return redirect(reverse(f"planning:{kind}_comments", args=[plan.slug, pk]))
+                url = reverse(f"planning:{kind}_comments", args=[plan.slug, pk])
+                return redirect(f"{url}#comment-{comment.pk}")
     thread = target.comments.select_related("author").order_by("created_at", "id")
+    members = list(plan.memberships.select_related("user").order_by("user__first_name"))
     context = {
         "plan": plan,
         "membership": membership,
@@ -367,7 +373,20 @@ def comments(request: AuthenticatedHttpRequest, slug: str, kind: str, pk: int) -
         "thread": thread,
         "error": error,
         "stage_id": request.GET.get("in") or request.POST.get("in") or "",
-        "members": plan.memberships.select_related("user"),
+        "members": members,
+        "usernames": {m.user.get_username() for m in members},
+        # What `@` suggests as a member types (static/js/mentions.js): everyone but oneself.
+        "mention_options": json.dumps(
+            [
+                {
+                    "username": m.user.get_username(),
+                    "name": m.display_name,
+                    "role": m.get_role_display(),
+                }
+                for m in members
+                if m.user_id != request.user.pk
+            ]
+        ),
     }
     template = "planning/comments.html" + ("#panel" if request.htmx else "")
     return render(request, template, context, status=422 if error else 200)

@@ -41,6 +41,7 @@ from ..services import (
     start_plan,
 )
 from .access import get_plan_for_user, require_editor, require_facilitator
+from .feed import Names, feed_lines
 
 
 @require_GET
@@ -54,11 +55,6 @@ def plan_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     plans = plans_for_user(request.user).annotate(
         choice_count=Count("choices", distinct=True),
         member_count=Count("memberships", distinct=True),
-        broken_count=Count(
-            "choices__assumptions",
-            filter=Q(choices__assumptions__status="broken"),
-            distinct=True,
-        ),
     )
     roles = dict(Membership.objects.filter(user=request.user).values_list("plan_id", "role"))
     rows = [(plan, Role(roles[plan.pk]).label) for plan in plans]
@@ -163,7 +159,8 @@ def _board_choices(plan: Plan, filters: dict[str, str]):
 @require_GET
 @login_required
 def activity(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
-    """Every change to the plan, newest first, by item and by person; each can be reverted."""
+    """Every change to the plan, newest first, by item and by person, each in a sentence; each
+    change to an item of the board can be reverted."""
     plan, membership = get_plan_for_user(request.user, slug)
     entries = Activity.objects.filter(plan=plan).select_related("actor", "reverts")
     item_type = request.GET.get("type", "")
@@ -177,18 +174,15 @@ def activity(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
         entries = entries.filter(actor_id=int(actor))
     page = list(entries[:200])
     people = list(plan.memberships.select_related("user"))
-    names = {
-        "stages": dict(plan.stages.values_list("pk", "name")),
-        "choices": dict(plan.choices.values_list("pk", "title")),
-        "owner": {m.pk: m.display_name for m in people},
-    }
+    names = Names.of(plan, people, page)
     return render(
         request,
         "planning/activity.html",
         {
             "plan": plan,
             "membership": membership,
-            "entries": [(entry, describe_change(entry, names)) for entry in page],
+            "lines": feed_lines(page, names, membership),
+            "usernames": names.usernames,
             "people": people,
             "filters": {"type": item_type, "item": item_id, "person": actor},
             "types": [
@@ -200,73 +194,8 @@ def activity(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
                 ("schedule", "Schedule"),
                 ("period", "Periods"),
             ],
-            "revertible": set(KINDS),
         },
     )
-
-
-FIELD_LABELS = {
-    "title": "Title",
-    "statement": "Statement",
-    "stages": "Stages",
-    "owner": "Owner",
-    "business_unit": "Business unit",
-    "role": "Role",
-    "horizon": "Horizon",
-    "status": "Status",
-    "rationale": "Rationale",
-    "importance": "Importance",
-    "evidence": "Evidence",
-    "metric": "Metric",
-    "params": "Parameters",
-    "comparator": "Comparator",
-    "threshold": "Threshold",
-    "threshold_high": "Upper threshold",
-    "min_sample": "Minimum sample",
-    "segment": "Segment",
-    "channel": "Channel",
-    "window_days": "Window (days)",
-    "choices": "Serves",
-    "cost_estimate": "Cost estimate",
-    "name": "Name",
-    "position": "Position",
-    "body": "Comment",
-    "observed": "Observed",
-}
-
-
-def describe_change(entry: Activity, names: dict[str, dict]) -> list[dict[str, str]]:
-    """Before → after, field by field, for the fields the change touched; ids become names."""
-    before, after = entry.before or {}, entry.after or {}
-    if entry.action in {"created", "deleted"} or entry.item_type == "plan":
-        return []
-    fields = [n for n in dict.fromkeys([*before, *after]) if not n.startswith("_")]
-
-    def show(name: str, value):
-        if name in names:
-            ids = value if isinstance(value, list) else [value]
-            value = [names[name].get(i, "(removed)") for i in ids if i is not None]
-        return _short(value)
-
-    return [
-        {
-            "label": FIELD_LABELS.get(n, n),
-            "before": show(n, before.get(n)),
-            "after": show(n, after.get(n)),
-        }
-        for n in fields
-    ]
-
-
-def _short(value) -> str:
-    if value in (None, "", [], {}):
-        return "—"
-    if isinstance(value, dict):
-        value = ", ".join(f"{k} {v}" for k, v in value.items())
-    if isinstance(value, list):
-        value = ", ".join(str(v) for v in value)
-    text = str(value)
-    return text if len(text) <= 120 else text[:117] + "…"
 
 
 @require_http_methods(["GET", "POST"])

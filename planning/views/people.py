@@ -8,8 +8,10 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import BadRequest
+from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -88,9 +90,27 @@ def _members_page(
         "notice": notice,
         "roles": Role.choices,
     }
+    if membership.can_manage and not request.htmx:
+        context["removing"] = _removing(plan, request.GET.get("remove", ""))
     template = "planning/members.html" + ("#invitations" if request.htmx else "")
     status = (422 if request.htmx else 400) if form.errors else 200
     return render(request, template, context, status=status)
+
+
+def _removing(plan: Plan, pk: str) -> Membership | None:
+    """The member a facilitator asked to remove (`?remove=<pk>`), with what they own, to ask
+    first: their items keep no owner once they are gone."""
+    if not pk.isdigit():
+        return None
+    return (
+        plan.memberships.select_related("user")
+        .annotate(
+            choices_owned=Count("owned_choices", distinct=True),
+            assumptions_owned=Count("owned_assumptions", distinct=True),
+        )
+        .filter(pk=int(pk))
+        .first()
+    )
 
 
 @require_POST
@@ -100,6 +120,10 @@ def member_change(request: AuthenticatedHttpRequest, slug: str, pk: int) -> Http
     require_facilitator(membership)
     target = get_object_or_404(plan.memberships.select_related("user", "plan"), pk=pk)
     form = MembershipForm(request.POST, instance=Membership.objects.get(pk=target.pk))
+    if request.POST.get("remove") and not request.POST.get("confirm"):
+        # Removing someone is asked first: the members page shows what it means.
+        url = reverse("planning:members", args=[plan.slug])
+        return redirect(f"{url}?remove={target.pk}#confirm-remove")
     try:
         if request.POST.get("remove"):
             remove_member(target, request.user)

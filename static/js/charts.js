@@ -7,7 +7,9 @@
       var source = document.getElementById(el.dataset.chart);
       if (!source || el.dataset.drawn === source.textContent.length + "") return;
       var figure = JSON.parse(source.textContent);
-      window.Plotly.react(el, figure.data, figure.layout, {responsive: true, displaylogo: false});
+      // No mode bar: its buttons would be focusable inside a role="img" container, whose
+      // summary and the table beside it already say what the chart shows.
+      window.Plotly.react(el, figure.data, figure.layout, {responsive: true, displayModeBar: false});
       el.dataset.drawn = source.textContent.length + "";
     });
   }

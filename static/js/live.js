@@ -267,7 +267,9 @@
         chip.title = p.editing.length ? "editing" : "viewing";
         list.appendChild(chip);
       });
-      list.setAttribute("aria-label", people.length + " people have this plan open");
+      list.setAttribute("aria-label", people.length === 1
+        ? "1 person has this plan open"
+        : people.length + " people have this plan open");
     }
     root.querySelectorAll(".editing-by").forEach(function (el) { el.remove(); });
     var me = String(list ? list.dataset.me : "");

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import Page, expect
 
 # Live updates must reach the other board within this (ms) once a save has completed.
@@ -33,14 +35,13 @@ def card(scope, name: str):
 
 def edit_button(item):
     """The item's own Edit button (a choice's card also holds its assumptions' buttons)."""
-    return item.locator(":scope > .tools").get_by_role("button", name="Edit")
+    return item.locator(":scope > .tools").get_by_role("button", name=re.compile(r"^Edit\b"))
 
 
 def live(page: Page, people: int) -> None:
     """The board's event stream is open: presence lists everyone who has the plan open."""
-    expect(page.locator("#presence")).to_have_attribute(
-        "aria-label", f"{people} people have this plan open"
-    )
+    said = "1 person has" if people == 1 else f"{people} people have"
+    expect(page.locator("#presence")).to_have_attribute("aria-label", f"{said} this plan open")
 
 
 def never_reloaded(page: Page) -> None:

@@ -379,8 +379,8 @@ def test_the_statements_do_not_grow_with_the_periods(plan, cmo, django_assert_nu
     assert len(short) == len(long) == len(weeks)
     # Session, user, membership and plan; stages ×2, as_of, periods, cohorts, funnel; first
     # event and the three loyalty metrics; one funnel per channel shown (two here); the running
-    # workshop session (for "Back to the room").
-    with django_assert_num_queries(16):
+    # workshop session (for "Back to the room"); whether the plan's events live on Spark.
+    with django_assert_num_queries(17):
         cmo.client.get(url(plan, period="week"))
 
 

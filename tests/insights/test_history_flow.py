@@ -140,3 +140,33 @@ def test_a_retest_keeps_the_drift_on_its_run_and_reports_its_change(plan):
     again = retest_assumption(assumption)
     assert again.drift == run.drift and not again.drift_changed
     assert AssumptionRun.objects.filter(assumption=assumption).count() == 2
+
+
+def test_a_test_with_nothing_to_draw_says_so_in_a_sentence_not_empty_axes(plan, cmo, own_cache):
+    from insights.services.history import compute_history
+
+    assumption = basket_test(plan)  # untested, and the plan has no customer data at all
+    compute_history(assumption)
+    url = reverse("insights:assumption", args=[plan.slug, assumption.pk])
+    page = cmo.client.get(url).content.decode()
+    assert "Not tested yet: this plan has no customer data." in page
+    assert 'data-chart="history-figure"' not in page and 'id="history-figure"' not in page
+
+    # Data, but no event of the type the test reads: every period is there, without a value.
+    baskets(plan, [100.0] * 4)
+    plan.refresh_from_db()  # the import moved its data version on
+    Assumption.objects.filter(pk=assumption.pk).update(params={"event_type": "refund"})
+    assumption.refresh_from_db()
+    compute_history(assumption)
+    history = current_history(assumption, plan)
+    assert history.points and all(p["observed"] is None for p in history.points)
+    page = cmo.client.get(url).content.decode()
+    assert "Nothing to draw yet: no customer in the data fits this test in any period." in page
+    assert 'data-chart="history-figure"' not in page and 'id="history-figure"' not in page
+
+    # With values to draw, the chart is there and the sentence is not.
+    Assumption.objects.filter(pk=assumption.pk).update(params={"event_type": "purchase"})
+    assumption.refresh_from_db()
+    compute_history(assumption)
+    page = cmo.client.get(url).content.decode()
+    assert 'id="history-figure"' in page and "Nothing to draw yet" not in page

@@ -13,9 +13,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from insights.models import AssumptionRun, Event
-from insights.services.retests import NO_DATA, retest_plan
+from insights.services.retests import NO_DATA, retest_plan, run_plan_retest, start_plan_retest
 from lifecycle.models import EventMapping, Stage
 from planning.models import Activity, Assumption, AssumptionStatus, StrategicChoice
+from tests.planning.test_activity import feed
 
 pytestmark = pytest.mark.django_db
 
@@ -205,6 +206,36 @@ def test_a_second_run_on_the_same_data_changes_nothing_until_the_data_does(plan,
     workshop["repeat"].refresh_from_db()
     assert (workshop["repeat"].status, workshop["repeat"].sample_size) == ("holds", 70)
     assert Activity.objects.filter(plan=plan, action="tested").count() == activities + 1
+
+
+def test_a_plan_retest_is_one_line_of_activity_however_many_assumptions_it_changed(
+    plan, workshop, cmo
+):
+    retest_plan(plan, trigger=AssumptionRun.Trigger.COMMAND)
+    assert Activity.objects.filter(plan=plan, action="tested").count() == 4  # one per item
+    (line,) = feed(cmo.client, plan)
+    assert line.startswith(
+        "Outside-In re-tested the plan from the command line: 4 assumptions changed status."
+    )
+    # Each assumption in plan order, its statuses in words and its value as its metric shows it.
+    assert "“At least 40 active customers”: was Untested → now Holds observed 41" in line
+    assert "“Sales between 100 and 10,000”: was Untested → now Holds observed 984.00" in line
+    assert (
+        "“At least 30% of first-time buyers buy again within 30 days”: "
+        "was Untested → now At risk observed 40.0%"
+    ) in line
+    assert "Revert" not in line
+    statements = ["At least 40 active", "Sales between", "Customers recommend", "At least 30%"]
+    assert sorted(statements, key=line.index) == statements  # in plan order
+
+    # A scheduled re-test that changes one assumption is a line of its own, above.
+    buyers(plan, "april", 30, 30, dt.datetime(2026, 4, 6, 9, tzinfo=UTC))
+    retest = start_plan_retest(plan, trigger=AssumptionRun.Trigger.SCHEDULED)
+    run_plan_retest(retest.pk)
+    newest, oldest = feed(cmo.client, plan)
+    assert newest.startswith("Outside-In re-tested the plan on its schedule: 1 assumption")
+    assert "was At risk → now Holds observed 65.7%" in newest  # 46 of 70
+    assert oldest == line
 
 
 def test_a_test_that_cannot_be_evaluated_is_an_error_and_the_others_still_run(plan, workshop):

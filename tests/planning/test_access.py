@@ -90,6 +90,24 @@ def test_plan_list_shows_only_my_plans(plan, cmo, outsider):
     assert b"No plans yet" in outsider.client.get(reverse("planning:plan_list")).content
 
 
+def test_the_plan_list_counts_every_member_and_choice(
+    plan, cmo, cio, bu_leader, facilitator, observer
+):
+    from planning.models import Membership, StrategicChoice
+    from planning.services import create_plan
+
+    for title in ("Loyalty", "Self-service", "Marketplace"):
+        StrategicChoice.objects.create(plan=plan, title=title)
+    other = create_plan("Secret acquisition plan", "secret")
+    _persona(other, "zoe", "Zoe", "cio")
+    Membership.objects.create(plan=other, user=observer.user, role="observer")
+    StrategicChoice.objects.create(plan=other, title="Buy a rival")
+    # Each plan counts all its members, not the one who is looking (who was "1 member").
+    html = observer.client.get(reverse("planning:plan_list")).content.decode()
+    assert "Observer · 5 members · 3 strategic choices</p>" in html
+    assert "Observer · 2 members · 1 strategic choice</p>" in html
+
+
 def test_access_helper_by_persona(plan, cmo, facilitator, observer, outsider):
     found, membership = get_plan_for_user(cmo.user, plan.slug)
     assert found == plan and membership.role == "cmo"

@@ -65,7 +65,7 @@ def test_board_shows_stages_choices_and_assumptions_in_order(plan, cmo):
     discover, buy = plan.stages.get(name="Discover"), plan.stages.get(name="Buy")
     card = html[html.index('<article class="card choice"') :]
     card = card[: card.index("</header>")]
-    assert f'id="choice-' in card and f"-in-{discover.pk}" in card
+    assert 'id="choice-' in card and f"-in-{discover.pk}" in card
     assert f'<a class="stage-chip" href="#stage-{buy.pk}">Buy</a>' in card
     buy_column = html[html.index(f'id="stage-{buy.pk}"') :]
     assert "Also targets Buy" in buy_column[: buy_column.index("</section>")]

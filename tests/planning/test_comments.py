@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from html import unescape
+
 import pytest
 from django.urls import reverse
 
@@ -40,6 +44,48 @@ def test_a_comment_mentioning_a_member_emails_them(
     assert message.envelope_rcpt_tos == ["maya@example.com"]
     assert message["Subject"] == "Ana Tester mentioned you in “FY2027 growth plan”"
     assert "can the billing platform carry this?" in message.get_content()
+
+
+def test_a_mention_email_links_to_the_comment_itself(
+    plan, cmo, cio, choice, smtp_server, tasks_inline, django_capture_on_commit_callbacks
+):
+    assumption = Assumption.objects.create(choice=choice, statement="30% buy again")
+    target = reverse("planning:assumption_comments", args=[plan.slug, assumption.pk])
+    cmo.client.post(target, {"body": "An earlier word"})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = cmo.client.post(target, {"body": "@maya is the 2025 cohort enough?"})
+    comment = Comment.objects.get(body__startswith="@maya")
+    assert response["Location"] == f"{target}#comment-{comment.pk}"  # back to it, too
+    (message,) = smtp_server.messages
+    link = re.search(r"Read it and answer: http://127\.0\.0\.1:8000(\S+)", message.get_content())
+    assert link.group(1) == f"{target}#comment-{comment.pk}"
+    page = cio.client.get(link.group(1).split("#")[0]).content.decode()
+    assert f'<li id="comment-{comment.pk}" class="comment">' in page
+    assert "is the 2025 cohort enough?" in page
+
+
+def test_mentions_of_members_are_highlighted_and_nothing_else_is(plan, cmo, cio, choice):
+    body = "@maya and @Ana., see <b>this</b> & mail me at ana@example.com; @nobody\nthanks"
+    cmo.client.post(url(plan, choice), {"body": body})
+    html = cmo.client.get(url(plan, choice)).content.decode()
+    assert (
+        '<p class="comment-body"><strong class="mention">@maya</strong> and '
+        '<strong class="mention">@Ana</strong>., see &lt;b&gt;this&lt;/b&gt; &amp; mail me at '
+        "ana@example.com; @nobody<br>thanks</p>"
+    ) in html
+
+
+def test_the_comment_box_suggests_the_other_members_of_the_plan(plan, cmo, cio, observer, choice):
+    html = cmo.client.get(url(plan, choice), headers={"HX-Request": "true"}).content.decode()
+    box = re.search(r"<textarea [^>]*>", html).group(0)
+    options = json.loads(unescape(re.search(r'data-mentions="([^"]*)"', box).group(1)))
+    assert options == [
+        {"username": "maya", "name": "Maya Tester", "role": "CIO"},
+        {"username": "olga", "name": "Olga Tester", "role": "Observer"},
+    ]
+    listbox = re.search(r'aria-controls="([^"]+)"', box).group(1)
+    assert f'<ul class="mention-list" id="{listbox}" role="listbox"' in html
+    assert 'aria-autocomplete="list"' in box
 
 
 def test_no_email_for_unknown_names_or_oneself(

@@ -17,12 +17,13 @@ from django.urls import reverse
 
 from insights.models import Event
 from lifecycle.models import Stage
-from planning.forms import percent_of
+from planning.forms import OBSERVERS_OWN_NOTHING, percent_of
 from planning.models import (
     PROPORTION_METRICS,
     Activity,
     Assumption,
     BTInitiative,
+    Membership,
     Plan,
     StrategicChoice,
 )
@@ -493,14 +494,70 @@ def test_a_choice_title_is_unique_in_the_plan(plan, items, cmo, htmx):
     _assert_refused(response, "Another strategic choice of this plan has this title.", plan, before)
 
 
-def test_importance_is_between_1_and_5(plan, items, bu_leader):
+@pytest.mark.parametrize("score", ["importance", "evidence"])
+@pytest.mark.parametrize("value", [0, 7, -1, 2.5])
+def test_importance_and_evidence_are_1_to_5_in_the_form(plan, items, bu_leader, score, value):
     before = state(plan)
-    values = {**new_values("assumption", plan, items, bu_leader), "importance": 7}
+    refused = f"{score.capitalize()} is a whole number from 1 to 5."
+    values = {**new_values("assumption", plan, items, bu_leader), score: value}
     response = bu_leader.client.post(new_url(plan, "assumption", items), post_data(values))
-    _assert_refused(response, "Ensure this value is less than or equal to 5.", plan, before)
+    _assert_refused(response, refused, plan, before)
     item = items["assumption"][0]
-    response = bu_leader.client.post(url(plan, "edit", item), edit_data(item, importance=7))
-    _assert_refused(response, "Ensure this value is less than or equal to 5.", plan, before)
+    response = bu_leader.client.post(url(plan, "edit", item), edit_data(item, **{score: value}))
+    _assert_refused(response, refused, plan, before)
+
+
+def test_the_score_inputs_offer_1_to_5_only(plan, items, bu_leader):
+    page = bu_leader.client.get(new_url(plan, "assumption", items)).content.decode()
+    for score in ("importance", "evidence"):
+        tag = re.search(rf'<input type="number" name="{score}"[^>]*>', page).group(0)
+        assert 'min="1"' in tag and 'max="5"' in tag and 'step="1"' in tag
+
+
+def owner_options(page: str) -> dict[str, bool]:
+    """The owner select's options: value → selected."""
+    select = re.search(r'<select name="owner"[^>]*>(.*?)</select>', page, re.S).group(1)
+    return {
+        value: bool(selected)
+        for value, selected in re.findall(r'<option value="(\d*)"( selected)?>', select)
+    }
+
+
+@pytest.mark.parametrize("kind", ["choice", "assumption"])
+def test_the_owner_is_who_adds_it_and_never_an_observer(
+    plan, items, cmo, bu_leader, observer, kind
+):
+    page = bu_leader.client.get(new_url(plan, kind, items)).content.decode()
+    options = owner_options(page)
+    assert [value for value, selected in options.items() if selected] == [
+        str(bu_leader.membership.pk)
+    ]
+    assert str(observer.membership.pk) not in options
+    assert str(cmo.membership.pk) in options and "" in options  # others, or no owner yet
+
+    before = state(plan)
+    values = {**new_values(kind, plan, items, bu_leader), "owner": observer.membership.pk}
+    response = bu_leader.client.post(new_url(plan, kind, items), post_data(values))
+    assert response.status_code == 422
+    assert state(plan) == before
+    assert "Select a valid choice" in response.content.decode()  # not one of the options
+
+
+def test_an_owner_who_became_an_observer_is_shown_and_must_be_replaced(plan, items, cmo, bu_leader):
+    item = items["assumption"][0]
+    Assumption.objects.filter(pk=item.pk).update(owner=cmo.membership)
+    Membership.objects.filter(pk=cmo.membership.pk).update(role="observer")
+    page = bu_leader.client.get(url(plan, "edit", item)).content.decode()
+    assert owner_options(page)[str(cmo.membership.pk)] is True  # shown as it is
+    before = state(plan)
+    response = bu_leader.client.post(url(plan, "edit", item), edit_data(item, importance=5))
+    _assert_refused(response, OBSERVERS_OWN_NOTHING, plan, before)
+    response = bu_leader.client.post(
+        url(plan, "edit", item), edit_data(item, importance=5, owner=bu_leader.membership.pk)
+    )
+    assert response.status_code == 302
+    item.refresh_from_db()
+    assert (item.importance, item.owner_id) == (5, bu_leader.membership.pk)
 
 
 def test_between_without_an_upper_threshold_is_refused(plan, items, bu_leader):

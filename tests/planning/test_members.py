@@ -10,7 +10,7 @@ import pytest
 from django.db import connection, connections
 from django.urls import reverse
 
-from planning.models import Activity, Membership
+from planning.models import Activity, Assumption, Membership, StrategicChoice
 from planning.services import MemberError, change_member, remove_member
 from tests.conftest import REQUIRE_SERVICES
 
@@ -57,9 +57,46 @@ def test_change_role_and_remove(plan, facilitator, cmo):
     facilitator.client.post(url, {"role": "bu_leader", "business_unit": "Stores"})
     cmo.membership.refresh_from_db()
     assert (cmo.membership.role, cmo.membership.business_unit) == ("bu_leader", "Stores")
-    facilitator.client.post(url, {"role": "bu_leader", "business_unit": "Stores", "remove": "1"})
+    facilitator.client.post(
+        url, {"role": "bu_leader", "business_unit": "Stores", "remove": "1", "confirm": "1"}
+    )
     assert not Membership.objects.filter(pk=cmo.membership.pk).exists()
     assert cmo.client.get(reverse("planning:board", args=[plan.slug])).status_code == 404
+
+
+def test_removing_a_member_asks_first_and_says_what_they_own(plan, facilitator, cmo, cio):
+    choice = StrategicChoice.objects.create(plan=plan, title="Loyalty", owner=cmo.membership)
+    for statement in ("Members buy again", "Members pay"):
+        Assumption.objects.create(choice=choice, statement=statement, owner=cmo.membership)
+    page = facilitator.client.get(members_url(plan)).content.decode()
+    ask = f'href="?remove={cmo.membership.pk}#confirm-remove" aria-label="Remove Ana Tester"'
+    assert ask in page and "Remove Ana Tester from the plan?" not in page
+
+    # Remove, without saying yes: nothing happens but the question.
+    url = reverse("planning:member_change", args=[plan.slug, cmo.membership.pk])
+    response = facilitator.client.post(url, {"role": "cmo", "remove": "1"})
+    assert response.status_code == 302
+    assert response["Location"] == f"{members_url(plan)}?remove={cmo.membership.pk}#confirm-remove"
+    assert Membership.objects.filter(pk=cmo.membership.pk).exists()
+    assert not Activity.objects.filter(item_type="member", action="deleted").exists()
+
+    question = facilitator.client.get(members_url(plan), {"remove": cmo.membership.pk})
+    html = question.content.decode()
+    assert "Remove Ana Tester from the plan?" in html
+    assert "They own 1 strategic choice and 2 assumptions:" in html
+    assert f'<a class="button" href="{members_url(plan)}">Keep Ana Tester</a>' in html
+    assert '<input type="hidden" name="confirm" value="1">' in html
+
+    # Only a facilitator is asked; a member who is not is asked nothing.
+    assert (
+        "from the plan?"
+        not in cio.client.get(members_url(plan), {"remove": cmo.membership.pk}).content.decode()
+    )
+
+    response = facilitator.client.post(url, {"remove": "1", "confirm": "1"}, follow=True)
+    assert "Removed Ana Tester from the plan." in response.content.decode()
+    assert not Membership.objects.filter(pk=cmo.membership.pk).exists()
+    assert Assumption.objects.filter(owner=None).count() == 2
 
 
 def test_the_last_facilitator_stays(plan, facilitator):
