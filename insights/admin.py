@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import QuerySet
-from django.http import FileResponse, Http404, HttpRequest
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -29,7 +30,7 @@ from .models import (
     PlanDataSource,
     PlanRetest,
 )
-from .services.uploads import retry_import
+from .services.uploads import UndoRefused, retry_import, undo_import
 
 
 class EstimatedCountPaginator(Paginator):
@@ -180,6 +181,28 @@ class ImportAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         # An import is an uploaded file going through the importer, not a row typed in by hand.
         return False
+
+    # Deleting an import takes its events through the app's own undo: one DELETE, a new data
+    # version, the histories and the plan's activity, as "Undo this import" does. Its events
+    # point at it without a constraint, so a plain delete would leave them in the plan.
+    def delete_model(self, request: HttpRequest, obj: Import) -> None:
+        undo_import(obj, user=request.user)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for upload in queryset:
+            try:
+                with transaction.atomic():
+                    self.delete_model(request, upload)
+            except UndoRefused as refusal:
+                self.message_user(request, f"{upload}: {refusal}", messages.ERROR)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context=None) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except UndoRefused as refusal:  # the admin's transaction rolled the deletion back
+            self.message_user(request, str(refusal), messages.ERROR)
+            return redirect("admin:insights_import_change", object_id)
 
     def get_urls(self):
         download = self.admin_site.admin_view(self.download_view)

@@ -774,3 +774,34 @@ def test_every_model_of_ours_is_in_the_admin_and_in_these_tests():
     ours = {model for model in apps.get_models() if model._meta.app_label in APPS}
     assert not [model.__name__ for model in ours if not admin.site.is_registered(model)]
     assert ours == set(MODELS)
+
+
+def test_deleting_an_import_in_the_admin_undoes_it_first(staff, world):
+    """Its events go with it, the plan's data version moves and the activity says so, as
+    "Undo this import" does: a plain delete would leave the events counted in the plan."""
+    upload = world[Import]
+    plan = upload.plan
+    version = Plan.objects.get(pk=plan.pk).data_version
+    assert Event.objects.filter(source_import=upload).count() == 3
+    response = staff.client.post(url(Import, "delete", upload.pk), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Import.objects.filter(pk=upload.pk).exists()
+    assert not Event.objects.filter(source_import_id=upload.pk).exists()
+    assert Plan.objects.get(pk=plan.pk).data_version == version + 1
+    undone = Activity.objects.filter(plan=plan, item_type="import", item_id=upload.pk).get()
+    assert (undone.action, undone.actor) == ("reverted", staff.user)
+
+
+def test_deleting_imports_in_bulk_undoes_each(staff, world):
+    upload = world[Import]
+    failed = another_import(upload.plan, b"x,2026-03-01,visit\n", Import.Status.FAILED, "Bad.")
+    response = staff.client.post(
+        url(Import),
+        {"action": "delete_selected", "_selected_action": [upload.pk, failed.pk], "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert not Import.objects.filter(pk__in=[upload.pk, failed.pk]).exists()
+    assert not Event.objects.filter(source_import_id=upload.pk).exists()
+    assert Activity.objects.filter(
+        item_type="import", item_id=upload.pk, action="reverted"
+    ).exists()

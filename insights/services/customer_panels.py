@@ -30,6 +30,7 @@ from ..metrics import (
     measure_series,
 )
 from ..metrics.sql import EVENTS, fetchall
+from ..periods import last_moment, period_start
 from .customers import (
     Frame,
     Funnel,
@@ -40,7 +41,7 @@ from .customers import (
     period_figures,
     stage_types,
 )
-from .history import history_ends, last_moment, period_start
+from .history import history_ends
 
 # The funnel side by side: the largest segments (or channels), at most this many.
 SIDE_BY_SIDE = 4

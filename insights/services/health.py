@@ -37,7 +37,7 @@ from planning.models import (
 
 from ..metrics import latest_event_at
 from ..models import AssumptionRun, Event, PlanRetest
-from .history import MICROSECOND, last_moment, next_period_start, period_start
+from ..periods import MICROSECOND, last_moment, midnight, next_period_start, period_start
 
 # The verdicts that give an assumption a blast radius (besides drifting).
 ALARMING = {AssumptionStatus.BROKEN, AssumptionStatus.AT_RISK}
@@ -66,13 +66,9 @@ def last_complete_period(as_of: dt.datetime, kind: str) -> PlanPeriod:
     last moment, else the one before (the period holding as_of is partial)."""
     start = period_start(as_of, kind)
     if as_of == last_moment(start, kind):
-        return PlanPeriod(_midnight(start), _midnight(next_period_start(start, kind)), kind)
-    before = period_start(_midnight(start) - MICROSECOND, kind)
-    return PlanPeriod(_midnight(before), _midnight(start), kind)
-
-
-def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        return PlanPeriod(midnight(start), midnight(next_period_start(start, kind)), kind)
+    before = period_start(midnight(start) - MICROSECOND, kind)
+    return PlanPeriod(midnight(before), midnight(start), kind)
 
 
 # --- blast radius ---------------------------------------------------------------------------------

@@ -29,10 +29,7 @@ from planning.models import Assumption, Metric, Plan
 from ..drift import Drift, detect
 from ..metrics import MetricError, first_event_at, latest_event_at, measure_series, verdict
 from ..models import AssumptionHistory
-
-# Where periods start and end is insights.periods'; the customer figures and plan health import
-# these names from here.
-from ..periods import MICROSECOND, last_moment, next_period_start, period_start  # noqa: F401
+from ..periods import last_moment, next_period_start, period_start
 from .sources import plan_engine
 from .versions import data_changed  # noqa: F401  (imports, undo and sources call it here)
 
@@ -255,11 +252,12 @@ def _set_drift(assumption: Assumption, plan: Plan, history: AssumptionHistory) -
         setattr(assumption, name, value)
 
 
-def tested(plan: Plan):
+def tested_assumptions(plan: Plan):
+    """The plan's assumptions that carry a test, in plan order."""
     return (
         Assumption.objects.filter(choice__plan=plan)
         .exclude(metric="")
-        .select_related("choice")
+        .select_related("choice__plan")
         .order_by("choice__position", "choice_id", "position", "id")
     )
 
@@ -267,24 +265,23 @@ def tested(plan: Plan):
 def compute_plan_history(plan: Plan) -> list[AssumptionHistory]:
     """Every tested assumption's history, in plan order (each computed only if missing)."""
     with plan_engine(plan):  # one session on the plan's cluster for them all
-        return [compute_history(assumption, plan=plan) for assumption in tested(plan)]
+        return [compute_history(assumption, plan=plan) for assumption in tested_assumptions(plan)]
 
 
 def plan_history_json(plan: Plan) -> list[dict[str, Any]]:
     """`manage.py history SLUG --json` (DOMAIN §10), computing what is missing first."""
-    out = []
+    assumptions = list(tested_assumptions(plan))
     with plan_engine(plan):
-        histories = [compute_history(assumption, plan=plan) for assumption in tested(plan)]
-    for assumption, history in zip(tested(plan), histories, strict=True):
-        out.append(
-            {
-                "statement": assumption.statement,
-                "metric": assumption.metric,
-                "points": history.points,
-                "drift": history.drift,
-            }
-        )
-    return out
+        histories = [compute_history(assumption, plan=plan) for assumption in assumptions]
+    return [
+        {
+            "statement": assumption.statement,
+            "metric": assumption.metric,
+            "points": history.points,
+            "drift": history.drift,
+        }
+        for assumption, history in zip(assumptions, histories, strict=True)
+    ]
 
 
 # By name: `insights.tasks` calls these services, so importing it here would make a cycle.

@@ -25,6 +25,7 @@ from ..metrics import Measurement, MetricError, latest_event_at, measure, verdic
 from ..metrics.spark import SourceUnavailable
 from ..models import AssumptionRun, PlanRetest
 from . import history
+from .history import tested_assumptions
 from .sources import plan_engine
 
 log = logging.getLogger(__name__)
@@ -200,15 +201,6 @@ def note_drift(assumption: Assumption, run: AssumptionRun) -> None:
     run.drift = found.drift
     run.drift_changed = _drift_state(found.drift) != _drift_state(previous)
     AssumptionRun.objects.filter(pk=run.pk).update(drift=run.drift, drift_changed=run.drift_changed)
-
-
-def tested_assumptions(plan: Plan):
-    return (
-        Assumption.objects.filter(choice__plan=plan)
-        .exclude(metric="")
-        .select_related("choice__plan")
-        .order_by("choice__position", "choice_id", "position", "id")
-    )
 
 
 def retest_plan(

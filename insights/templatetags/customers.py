@@ -28,35 +28,35 @@ def stage_strip(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _number(value: Any, spec: str, *, scale: float = 1, suffix: str = "") -> str:
+    """`value` × `scale` formatted by `spec`, then `suffix`; None or "" → “—”."""
+    if value is None or value == "":
+        return "—"
+    return format(scale * float(value), spec) + suffix
+
+
 @register.filter
 def thousands(value: Any) -> str:
     """12345 → “12,345”; None → “—”."""
-    if value is None or value == "":
-        return "—"
-    return f"{value:,.0f}"
+    return _number(value, ",.0f")
 
 
 @register.filter
 def percent(value: Any, places: int = 1) -> str:
     """0.2345 → “23.5%”; None → “—”."""
-    if value is None or value == "":
-        return "—"
-    return f"{100 * float(value):.{int(places)}f}%"
+    return _number(value, f".{int(places)}f", scale=100, suffix="%")
 
 
 @register.filter
 def money(value: Any) -> str:
     """1234.5 → “1,234.50”; None → “—”."""
-    if value is None or value == "":
-        return "—"
-    return f"{float(value):,.2f}"
+    return _number(value, ",.2f")
 
 
 @register.filter
 def decimal(value: Any, places: int = 1) -> str:
-    if value is None or value == "":
-        return "—"
-    return f"{float(value):,.{int(places)}f}"
+    """1234.56 → “1,234.6”; None → “—”."""
+    return _number(value, f",.{int(places)}f")
 
 
 @register.filter

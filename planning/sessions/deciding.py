@@ -12,7 +12,7 @@ from ..models.sessions import Decision, ItemKind, SessionStep, StepKind, Worksho
 from ..services import User, label_of, save_item, snapshot
 from ..services.editing import Conflict
 from .errors import SessionError
-from .room import changed, locked, require_step
+from .room import changed, locked, require_step, running
 from .voting import candidates, ranking
 
 TOP = 5
@@ -48,9 +48,7 @@ def _decide(
     outcome: str,
     detail: str,
 ) -> Decision:
-    session = locked(session)
-    if session.status != "running":
-        raise SessionError("Decisions are made while the session runs.")
+    session = running(session)
     plan_id = item.choice.plan_id if isinstance(item, Assumption) else item.plan_id
     if plan_id != session.plan_id:
         raise SessionError("That item is not on this plan.")
@@ -108,7 +106,7 @@ def name_owner(
 def note_test(session: WorkshopSession, actor: User, assumption: Assumption) -> Decision | None:
     """After the board's test editor saved a test on an assumption under decision: recorded
     once per session and assumption."""
-    session = locked(session)
+    session = running(session)
     assumption = Assumption.objects.get(pk=assumption.pk)
     if not assumption.metric:
         return None

@@ -41,7 +41,8 @@ def changed(session: WorkshopSession) -> None:
     transaction.on_commit(lambda: live.publish(plan_id))
 
 
-def _running(session: WorkshopSession) -> WorkshopSession:
+def running(session: WorkshopSession) -> WorkshopSession:
+    """The session as stored and locked, while it runs; else SessionError."""
     session = locked(session)
     if session.status != SessionStatus.RUNNING:
         raise SessionError(
@@ -88,7 +89,7 @@ def start_session(session: WorkshopSession) -> WorkshopSession:
 @transaction.atomic
 def go_to_step(session: WorkshopSession, step: SessionStep) -> WorkshopSession:
     """The room moves to `step` (the timer goes idle, showing the step's timebox)."""
-    session = _running(session)
+    session = running(session)
     if step.session_id != session.pk:
         raise SessionError("That step is not on this session's agenda.")
     if session.current_step_id != step.pk:
@@ -101,7 +102,7 @@ def go_to_step(session: WorkshopSession, step: SessionStep) -> WorkshopSession:
 
 @transaction.atomic
 def next_step(session: WorkshopSession) -> WorkshopSession:
-    session = _running(session)
+    session = running(session)
     steps = list(session.steps.order_by("position", "id"))
     ids = [s.pk for s in steps]
     index = ids.index(session.current_step_id) if session.current_step_id in ids else -1
@@ -112,7 +113,7 @@ def next_step(session: WorkshopSession) -> WorkshopSession:
 
 @transaction.atomic
 def end_session(session: WorkshopSession) -> WorkshopSession:
-    session = _running(session)
+    session = running(session)
     session.status = SessionStatus.ENDED
     session.ended_at = timezone.now()
     _idle(session)
@@ -140,7 +141,7 @@ def _save_timer(session: WorkshopSession) -> WorkshopSession:
 @transaction.atomic
 def start_timer(session: WorkshopSession, now: dt.datetime | None = None) -> WorkshopSession:
     """Run the timer: on from where it was paused, or the step's timebox when idle."""
-    session = _running(session)
+    session = running(session)
     if session.timer_ends_at is not None:
         return session  # running already
     now = now or timezone.now()
@@ -152,7 +153,7 @@ def start_timer(session: WorkshopSession, now: dt.datetime | None = None) -> Wor
 
 @transaction.atomic
 def pause_timer(session: WorkshopSession, now: dt.datetime | None = None) -> WorkshopSession:
-    session = _running(session)
+    session = running(session)
     if session.timer_ends_at is None:
         return session
     session.timer_left = session.seconds_left(now or timezone.now())
@@ -164,7 +165,7 @@ def pause_timer(session: WorkshopSession, now: dt.datetime | None = None) -> Wor
 def add_minute(session: WorkshopSession, now: dt.datetime | None = None) -> WorkshopSession:
     """One more minute, running or paused; on an idle timer, on top of the step's timebox. A
     timer that ran out starts again from one minute."""
-    session = _running(session)
+    session = running(session)
     now = now or timezone.now()
     if session.timer_ends_at is not None:
         session.timer_ends_at = max(session.timer_ends_at, now) + dt.timedelta(seconds=MINUTE)
@@ -178,6 +179,6 @@ def add_minute(session: WorkshopSession, now: dt.datetime | None = None) -> Work
 
 @transaction.atomic
 def end_timer(session: WorkshopSession) -> WorkshopSession:
-    session = _running(session)
+    session = running(session)
     _idle(session)
     return _save_timer(session)

@@ -116,7 +116,7 @@ def _room(
 
 
 def room_context(session: WorkshopSession, membership: Membership, user) -> dict:
-    session.refresh_from_db()
+    """The room as `session` stands (as `_session` read it: its plan and step at hand)."""
     steps = list(session.steps.select_related("stage").order_by("position", "id"))
     stages = list(session.plan.stages.all()) if membership.can_manage else []
     for step in steps:
@@ -296,10 +296,9 @@ def _step_of(request: AuthenticatedHttpRequest, session: WorkshopSession) -> Ses
 
 
 def _current(session: WorkshopSession) -> SessionStep:
-    step = session.current_step
+    step = session.current_step  # read with its stage by `_session`
     if step is None or session.status != SessionStatus.RUNNING:
         raise SessionError("The session is not running.")
-    step = SessionStep.objects.select_related("stage").get(pk=step.pk)
     step.session = session
     return step
 
@@ -539,12 +538,13 @@ def session_action(
         if not request.htmx:
             messages.error(request, str(error))
             return redirect("planning:session", slug=plan.slug, pk=session.pk)
-        return _room(request, session, membership, error=str(error), status=409)
+        return _room(request, _session(plan, pk), membership, error=str(error), status=409)
     if not request.htmx:
         if notice:
             messages.success(request, notice)
         return redirect("planning:session", slug=plan.slug, pk=session.pk)
-    return _room(request, session, membership, notice=notice)
+    # The room as the action left it, read again.
+    return _room(request, _session(plan, pk), membership, notice=notice)
 
 
 def _form_errors(form) -> str:

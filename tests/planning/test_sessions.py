@@ -342,3 +342,22 @@ def test_the_room_hears_who_voted_not_each_dot(workshop, facilitator, cmo, choic
     assert revisions[1] == revisions[0] and revisions[2] == revisions[1]
     assert revisions[3] > revisions[2]
     assert "1 member voted so far" not in room_page(facilitator, workshop)
+
+
+def test_nothing_is_decided_once_the_session_has_ended(workshop, facilitator, choices):
+    tested = Assumption.objects.create(
+        choice=choices[0],
+        statement="Members renew",
+        metric="active_customers",
+        params={"event_type": "purchase"},
+        comparator=">=",
+        threshold=10,
+    )
+    assert act(facilitator, workshop, "end").status_code == 200
+    for action, data in (
+        ("tested", {"assumption": tested.pk}),
+        ("adopt", {"choice": choices[0].pk}),
+    ):
+        refused = act(facilitator, workshop, action, **data)
+        assert refused.status_code == 409 and "This session has ended" in refused.content.decode()
+    assert not Decision.objects.filter(session=workshop).exists()
