@@ -62,6 +62,11 @@ class InsightsConfig(AppConfig):
 
     def ready(self) -> None:
         from planning.models import Assumption, Plan
+        from planning.planfile.sections import register
+
+        from .planfile import SECTION
+
+        register(SECTION)  # the plan file's "data_source"
 
         post_migrate.connect(_ensure_integrity, sender=self, dispatch_uid="insights_integrity")
         post_save.connect(_test_saved, sender=Assumption, dispatch_uid="insights_test_saved")

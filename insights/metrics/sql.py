@@ -109,6 +109,32 @@ def day(column: str) -> str:
     return f"substr({column}, 1, 10)"
 
 
+# SQLite's julianday('0001-01-01'): a date's day number counted from week 0's first day.
+JULIAN_WEEK_ZERO = 1721425.5
+
+
+def period_number(column: str, *, weekly: bool) -> str:
+    """The number of the UTC calendar month (months since January of year 0) or ISO week (weeks
+    since Monday 0001-01-01, the proleptic Gregorian calendar's first day) of a timestamp column."""
+    if dialect() == "postgresql":
+        utc = f"(({column}) AT TIME ZONE 'UTC')"
+        if weekly:
+            return f"(({utc}::date - DATE '0001-01-01') / 7)"
+        return f"(date_part('year', {utc})::int * 12 + date_part('month', {utc})::int - 1)"
+    if dialect() == "spark":  # the session's time zone is UTC; its calendar is proleptic Gregorian
+        if weekly:
+            return f"(datediff(CAST({column} AS DATE), DATE '0001-01-01') DIV 7)"
+        return f"(year({column}) * 12 + month({column}) - 1)"
+    # SQLite keeps UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]': its date part, read exactly (a date's
+    # julianday is a whole number and a half, exact in floating point).
+    if weekly:
+        return f"(CAST(julianday(substr({column}, 1, 10)) - {JULIAN_WEEK_ZERO} AS INTEGER) / 7)"
+    return (
+        f"(CAST(substr({column}, 1, 4) AS INTEGER) * 12"
+        f" + CAST(substr({column}, 6, 2) AS INTEGER) - 1)"
+    )
+
+
 def plus_days(column: str, days: int) -> str:
     """`column` + `days` × 24 h, to the microsecond."""
     days = min(int(days), MAX_DAYS)

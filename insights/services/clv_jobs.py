@@ -30,8 +30,9 @@ from planning import jobs
 from planning.models import Plan
 
 from ..clv import DEFAULT_EVENT_TYPE, DEFAULT_HORIZON_WEEKS
-from ..metrics import Scope
+from ..metrics import MetricError, Scope
 from .customer_panels import cache_scope
+from .sources import plan_engine
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def compute_customer_value(plan_id: int, data_version: int, request_json: dict[s
     from ..clv import customer_lifetime_value  # numpy and scipy: only where a fit runs
 
     request = ValueRequest.from_json(request_json)
-    plan = Plan.objects.filter(pk=plan_id).only("pk", "data_version", "created_at").first()
+    plan = Plan.objects.filter(pk=plan_id).select_related("data_source").first()
     if plan is None or plan.data_version != data_version:
         return  # deleted, or new data since: the page asks for the new version's report
     key = value_key(plan, request)
@@ -223,15 +224,28 @@ def compute_customer_value(plan_id: int, data_version: int, request_json: dict[s
     )
     clock = time.perf_counter()
     try:
-        report = customer_lifetime_value(
-            plan_id,
-            as_of=request.as_of,
-            horizon_weeks=request.horizon_weeks,
-            event_type=request.event_type,
-            segment=request.segment,
-            channel=request.channel,
+        # The per-customer summaries are read where the events live (a Spark cluster's answer is
+        # one row per customer); the fit runs here.
+        with plan_engine(plan):
+            report = customer_lifetime_value(
+                plan_id,
+                as_of=request.as_of,
+                horizon_weeks=request.horizon_weeks,
+                event_type=request.event_type,
+                segment=request.segment,
+                channel=request.channel,
+            )
+            histogram = report.get("p_alive_histogram") or p_alive_histogram(
+                plan_id, request, report
+            )
+    except MetricError as error:  # the plan's cluster could not be read: says why, in words
+        _store(
+            key,
+            ValueState(
+                Status.FAILED, requested_at=requested, started_at=started, message=str(error)
+            ),
         )
-        histogram = report.get("p_alive_histogram") or p_alive_histogram(plan_id, request, report)
+        return
     except DatabaseError:
         # Transient (the task retries it): the next page asks again if it never comes back.
         log.exception("lifetime value of plan %s failed", plan_id)

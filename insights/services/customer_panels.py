@@ -13,9 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.core.cache import cache
 
@@ -42,6 +43,9 @@ from .customers import (
     stage_types,
 )
 from .history import history_ends
+from .sources import SPARK_FRESH_SECONDS, freshness, plan_engine, spark_record
+
+MISSING = object()
 
 # The funnel side by side: the largest segments (or channels), at most this many.
 SIDE_BY_SIDE = 4
@@ -52,8 +56,26 @@ CACHE_SHAPE = 1
 
 def cache_scope(plan: Plan) -> str:
     """A plan's data in cache keys: its data version, and its creation moment, so that a plan
-    created anew with the same id (a database reset, a test run) never reads another's."""
-    return f"{plan.pk}:{plan.data_version}:{plan.created_at.timestamp():.6f}"
+    created anew with the same id (a database reset, a test run) never reads another's; for a
+    Spark source, also the interval its figures are kept for (`sources.freshness`)."""
+    return f"{plan.pk}:{plan.data_version}:{plan.created_at.timestamp():.6f}{freshness(plan)}"
+
+
+def remembered[T](plan: Plan, what: str, args: Any, compute: Callable[[], T]) -> T:
+    """`compute()`, kept for a while where the plan's events live on a Spark cluster: each
+    statement there costs a second or more, so a page's figures are read from the cluster once
+    per SPARK_FRESH_SECONDS and filter, not at every look. Imported events answer in
+    milliseconds and are always computed afresh."""
+    if spark_record(plan) is None:
+        return compute()
+    digest = hashlib.sha256(repr(args).encode()).hexdigest()[:24]
+    key = f"{what}:{CACHE_SHAPE}:{cache_scope(plan)}:{digest}"
+    found = cache.get(key, MISSING)
+    if found is not MISSING:
+        return cast(T, found)
+    value = compute()
+    cache.set(key, value, SPARK_FRESH_SECONDS)
+    return value
 
 
 # --- periods in words --------------------------------------------------------------------------
@@ -188,6 +210,8 @@ class Strip:
     before: dt.date | None
     tiles: list[Tile]
     has_data: bool
+    # Why the figures could not be read (a plan's Spark cluster that does not answer), in words.
+    error: str = ""
 
     @property
     def last_label(self) -> str:
@@ -250,8 +274,13 @@ def board_strip(plan: Plan) -> Strip:
     found = cache.get(key)
     if isinstance(found, Strip):
         return found
-    as_of = latest_event_at(plan.pk)
-    periods = period_figures(Frame(Scope(plan.pk, as_of), plan.period), stages) if as_of else []
+    try:
+        with plan_engine(plan):
+            as_of = latest_event_at(plan.pk)
+            frame = Frame(Scope(plan.pk, as_of), plan.period) if as_of else None
+            periods = period_figures(frame, stages) if frame else []
+    except MetricError as error:  # the plan's cluster: the board says so and tries next time
+        return Strip(plan.period, None, None, [], has_data=False, error=str(error))
     strip = stage_strip(periods, stages, plan.period)
     cache.set(key, strip, CACHE_SECONDS)
     return strip

@@ -7,8 +7,9 @@ stages. Each figure is one SQL statement reading the events once, however many p
 cohorts there are.
 
 Periods are numbered in SQL, per row (`period_key`): months since January of year 0, weeks
-since Monday 0001-01-01. "The period before" and "cohort + k" are then arithmetic, the same on
-PostgreSQL and SQLite, and Python only lays the per-period rows out on the calendar.
+since Monday 0001-01-01. "The period before" and "cohort + k" are then arithmetic, and Python only
+lays the per-period rows out on the calendar. The same statements run on PostgreSQL, SQLite and a
+plan's Spark source: their few differences are in insights.metrics.sql (`period_number`).
 """
 
 # The SQL is assembled from fixed fragments; every value travels as a query parameter (as in
@@ -21,21 +22,17 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection
-
 from lifecycle.models import Stage
 from planning.models import Period, Plan
 
 from ..metrics import Scope, latest_event_at, wilson
-from ..metrics.sql import EVENTS, days_before, fetchall, moment, plus_days
+from ..metrics.sql import EVENTS, days_before, fetchall, moment, period_number, plus_days
 from ..periods import first_day, last_moment, midnight, period_start
 
 DEFAULT_EVENT_TYPE = "purchase"
 DEFAULT_WINDOW_DAYS = 30
 # Week 0 starts on Monday 0001-01-01 (the proleptic Gregorian calendar's first day is a Monday).
 WEEK_ZERO = dt.date(1, 1, 1)
-# SQLite's julianday('0001-01-01'): a date's day number counted from week zero's first day.
-JULIAN_WEEK_ZERO = 1721425.5
 
 
 class CustomersError(ValueError):
@@ -47,19 +44,7 @@ class CustomersError(ValueError):
 
 def period_key(column: str, period: str) -> str:
     """SQL for the number of the UTC period holding a timestamp column (see `period_index`)."""
-    if connection.vendor == "postgresql":
-        utc = f"(({column}) AT TIME ZONE 'UTC')"
-        if period == Period.WEEK:
-            return f"(({utc}::date - DATE '0001-01-01') / 7)"
-        return f"(date_part('year', {utc})::int * 12 + date_part('month', {utc})::int - 1)"
-    # SQLite keeps UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]': its date part, read exactly (a date's
-    # julianday is a whole number and a half, exact in floating point).
-    if period == Period.WEEK:
-        return f"(CAST(julianday(substr({column}, 1, 10)) - {JULIAN_WEEK_ZERO} AS INTEGER) / 7)"
-    return (
-        f"(CAST(substr({column}, 1, 4) AS INTEGER) * 12"
-        f" + CAST(substr({column}, 6, 2) AS INTEGER) - 1)"
-    )
+    return period_number(column, weekly=period == Period.WEEK)
 
 
 def period_index(day: dt.date, period: str) -> int:

@@ -96,6 +96,24 @@ def latest_data(plan_id: int, *, retry_unreachable: bool = False) -> tuple[dt.da
         return None, str(error)
 
 
+def outcome_now(
+    assumption: Assumption,
+    plan: Plan | int,
+    as_of: dt.datetime | None = None,
+    failure: str = "",
+) -> tuple[dt.datetime | None, Outcome]:
+    """The test's outcome where the plan's events live (its data source), as of `as_of` or the
+    latest event; `failure`, or a source that cannot be read, is an `error` outcome saying why.
+    Also the form's preview of a test not saved yet."""
+    plan_id = plan if isinstance(plan, int) else plan.pk
+    with plan_engine(plan):
+        if as_of is None and not failure:
+            as_of, failure = latest_data(plan_id)
+        if failure:
+            return as_of, Outcome(Measurement(None, None), AssumptionStatus.ERROR, failure)
+        return as_of, evaluate(assumption, plan_id, as_of)
+
+
 def retest_assumption(
     assumption: Assumption,
     *,
@@ -112,13 +130,7 @@ def retest_assumption(
     The test runs where the plan's events live (its data source)."""
     plan_id = assumption.choice.plan_id
     started = time.perf_counter()
-    with plan_engine(plan_id):
-        if as_of is None and not failure:
-            as_of, failure = latest_data(plan_id)
-        if failure:
-            outcome = Outcome(Measurement(None, None), AssumptionStatus.ERROR, failure)
-        else:
-            outcome = evaluate(assumption, plan_id, as_of)
+    as_of, outcome = outcome_now(assumption, plan_id, as_of, failure)
     duration_ms = round((time.perf_counter() - started) * 1000)
     m = outcome.measurement
     with transaction.atomic():

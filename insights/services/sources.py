@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -27,6 +28,32 @@ from .versions import data_changed
 # The plan whose block already runs on its cluster: a re-test of the whole plan opens one
 # session, not one per assumption.
 _engine_of: ContextVar[int | None] = ContextVar("plan_engine", default=None)
+
+
+# How long figures read from a Spark cluster are kept before they are read again: the cluster's
+# table changes without Outside-In hearing of it, and a page should not wait on the cluster
+# each time it is opened.
+SPARK_FRESH_SECONDS = 15 * 60
+
+
+def spark_record(plan: Plan) -> PlanDataSource | None:
+    """The plan's Spark source, or None if its events are imported: read once per plan object
+    (a page asks several times)."""
+    try:
+        # Django keeps the answer on the plan, also "none" (and select_related fills it).
+        record: PlanDataSource = plan.data_source  # type: ignore[attr-defined]
+    except PlanDataSource.DoesNotExist:
+        return None
+    return record if record.on_spark else None
+
+
+def freshness(plan: Plan) -> str:
+    """What else dates a plan's figures beside its data version: nothing for imported events; for a
+    Spark source, the source and the current SPARK_FRESH_SECONDS interval."""
+    record = spark_record(plan)
+    if record is None:
+        return ""
+    return f":spark:{record.pk}:{int(time.time() // SPARK_FRESH_SECONDS)}"
 
 
 def data_source_of(plan: Plan) -> PlanDataSource:
@@ -58,7 +85,10 @@ def plan_engine(plan: Plan | int) -> Iterator[None]:
     if _engine_of.get() == plan_id:
         yield
         return
-    record = PlanDataSource.objects.filter(plan_id=plan_id, engine="spark").first()
+    if isinstance(plan, Plan):
+        record = spark_record(plan)
+    else:
+        record = PlanDataSource.objects.filter(plan_id=plan_id, engine="spark").first()
     if record is None:
         yield
         return

@@ -28,7 +28,7 @@ from ..models import AssumptionRun, PlanRetest
 from ..services import history as history_service
 from ..services.digests import data_moved
 from ..services.retests import (
-    evaluate,
+    outcome_now,
     request_assumption_retest,
     request_plan_retest,
     tested_assumptions,
@@ -258,8 +258,7 @@ def test_preview(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
             channel=data.get("channel") or "",
             window_days=data.get("window_days"),
         )
-        as_of = latest_event_at(plan.pk)
-        outcome = evaluate(assumption, plan.pk, as_of)
+        as_of, outcome = outcome_now(assumption, plan)  # on the plan's Spark cluster, if any
         m = outcome.measurement
         context.update(
             outcome=outcome,

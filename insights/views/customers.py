@@ -15,13 +15,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from planning.http import AuthenticatedHttpRequest
-from planning.models import Assumption, Metric, Period, Plan
+from planning.models import Assumption, Membership, Metric, Period, Plan
 from planning.views.access import get_plan_for_user, require_editor
 
 from .. import charts_customers as charts
 from ..clv import DEFAULT_HORIZON_WEEKS
-from ..metrics import latest_event_at
-from ..models import PlanDataSource
+from ..metrics import MetricError, latest_event_at
 from ..services.customer_panels import (
     SIDE_BY_SIDE,
     FilterOptions,
@@ -33,6 +32,7 @@ from ..services.customer_panels import (
     loyalty,
     period_label,
     period_noun,
+    remembered,
     side_by_side,
     stage_strip,
     test_query,
@@ -45,6 +45,7 @@ from ..services.customers import (
     compute_customers,
     stage_types,
 )
+from ..services.sources import SPARK_FRESH_SECONDS, plan_engine, spark_record
 from .customer_filters import CustomersFilter, Settings
 from .customer_value import value_context
 
@@ -58,11 +59,21 @@ PERIOD_DAYS: dict[str, int] = {Period.MONTH: 30, Period.WEEK: 7}
 @login_required
 def customers(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
-    if PlanDataSource.objects.filter(plan=plan, engine=PlanDataSource.Engine.SPARK).exists():
-        # Its figures read the imported events: for a Spark plan they would show other data.
+    try:
+        with plan_engine(plan):  # on the plan's Spark cluster, if its events live there
+            return _customers_page(request, plan, membership)
+    except MetricError as error:  # the cluster: say why, in words, with the way to its settings
         return render(
-            request, "insights/customers_on_spark.html", {"plan": plan, "membership": membership}
+            request,
+            "insights/customers_unreadable.html",
+            {"plan": plan, "membership": membership, "message": str(error)},
+            status=503,
         )
+
+
+def _customers_page(
+    request: AuthenticatedHttpRequest, plan: Plan, membership: Membership
+) -> HttpResponse:
     options = filter_options(plan)
     form = CustomersFilter(request.GET, plan=plan, options=options)
     shown = request.GET.copy()
@@ -80,7 +91,10 @@ def customers(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     if not form.is_valid():
         return render(request, "insights/customers.html", context, status=400)
     settings = form.settings
-    if settings.as_of is not None and (latest := latest_event_at(plan.pk)) is not None:
+    context.update(spark=spark_record(plan), spark_minutes=SPARK_FRESH_SECONDS // 60)
+    if settings.as_of is not None and (
+        latest := remembered(plan, "latest", (), lambda: latest_event_at(plan.pk))
+    ):
         # Later than the data: empty periods up to it, each one more point to compute.
         if settings.as_of.date() > latest.astimezone(dt.UTC).date():
             form.add_error(
@@ -127,16 +141,21 @@ def _assumption_link(slug: str, test: Assumption) -> str:
 def _figures_context(
     plan: Plan, settings: Settings, options: FilterOptions, can_edit: bool, slug: str
 ) -> dict[str, Any]:
-    figures = compute_customers(
+    figures = remembered(
         plan,
-        as_of=settings.as_of,
-        period=settings.period,
-        segment=settings.segment,
-        channel=settings.channel,
-        event_type=settings.event_type,
-        window_days=settings.window,
-        entry_from=settings.entry_from,
-        entry_to=settings.entry_to,
+        "customers",
+        settings,
+        lambda: compute_customers(
+            plan,
+            as_of=settings.as_of,
+            period=settings.period,
+            segment=settings.segment,
+            channel=settings.channel,
+            event_type=settings.event_type,
+            window_days=settings.window,
+            entry_from=settings.entry_from,
+            entry_to=settings.entry_to,
+        ),
     )
     context: dict[str, Any] = {"figures": figures, "settings": settings}
     if figures.as_of is None or not figures.periods:
@@ -171,14 +190,20 @@ def _figures_context(
                 value=complete[-1].active,
             ),
         )
-    loyal = loyalty(
+    as_of = figures.as_of
+    loyal = remembered(
         plan,
-        stages,
-        as_of=figures.as_of,
-        period=settings.period,
-        event_type=settings.event_type,
-        segment=settings.segment,
-        channel=settings.channel,
+        "loyalty",
+        (as_of, settings.period, settings.event_type, settings.segment, settings.channel),
+        lambda: loyalty(
+            plan,
+            stages,
+            as_of=as_of,
+            period=settings.period,
+            event_type=settings.event_type,
+            segment=settings.segment,
+            channel=settings.channel,
+        ),
     )
     context.update(
         strip=strip,
@@ -324,26 +349,31 @@ def _funnel_context(
     pinned = settings.segment if settings.by == "segment" else settings.channel
     values = [] if pinned else options.largest(kind, SIDE_BY_SIDE)
     everyone = SideFunnel(label=pinned or "All customers", value=pinned, funnel=figures.funnel)
-    others = side_by_side(
+    as_of, steps = figures.as_of, [step.stage for step in figures.funnel.steps]
+    others = remembered(
         plan,
-        stages,
-        [step.stage for step in figures.funnel.steps],
-        by=settings.by,
-        values=values,
-        as_of=figures.as_of,
-        period=settings.period,
-        segment=settings.segment,
-        channel=settings.channel,
-        window_days=settings.window,
-        entry_from=settings.entry_from,
-        entry_to=settings.entry_to,
+        "side-by-side",
+        (settings, as_of, steps, values),
+        lambda: side_by_side(
+            plan,
+            stages,
+            steps,
+            by=settings.by,
+            values=values,
+            as_of=as_of,
+            period=settings.period,
+            segment=settings.segment,
+            channel=settings.channel,
+            window_days=settings.window,
+            entry_from=settings.entry_from,
+            entry_to=settings.entry_to,
+        ),
     )
     # A segment (channel) without entrants has no funnel to draw: named, not drawn.
     sides = [everyone, *(side for side in others if side.funnel.entrants)]
-    steps = figures.funnel.steps
     rows = [
         {"stage": step.stage, "cells": [side.funnel.steps[i] for side in sides]}
-        for i, step in enumerate(steps)
+        for i, step in enumerate(figures.funnel.steps)
     ]
     return {
         "funnels": sides,

@@ -19,6 +19,7 @@ from planning.models import (
     StrategicChoice,
 )
 
+from . import sections
 from .reading import ASSUMPTION, CHOICE, INITIATIVE, MEMBER, PLAN, SCHEDULE, TEST, Shape
 
 # Each metric's parameter names, in the order the file lists them.
@@ -48,6 +49,10 @@ def export_plan(plan: Plan) -> dict[str, Any]:
     # example round-trips unchanged while nothing of the plan is lost on the way.
     if not plan.description:
         del data["description"]
+    for section in sections.sections():
+        value = section.export(plan)
+        if value is not None:
+            data[section.key] = value
     return data
 
 
@@ -55,38 +60,43 @@ def _plan_for_export(pk: int) -> Plan:
     # A fresh instance each time: a caller's cached relations could be stale after an import.
     in_order = Stage.objects.order_by("position", "id")
     choices_in_order = StrategicChoice.objects.order_by("position", "id")
-    return Plan.objects.prefetch_related(
-        Prefetch("stages", queryset=in_order),
-        Prefetch(
-            "event_map",
-            queryset=EventMapping.objects.select_related("stage").order_by(
-                "stage__position", "stage_id", "event_type"
+    related = [section.related for section in sections.sections()]
+    return (
+        Plan.objects.select_related(*related)
+        .prefetch_related(
+            Prefetch("stages", queryset=in_order),
+            Prefetch(
+                "event_map",
+                queryset=EventMapping.objects.select_related("stage").order_by(
+                    "stage__position", "stage_id", "event_type"
+                ),
             ),
-        ),
-        Prefetch(
-            "memberships",
-            queryset=Membership.objects.select_related("user").order_by("user__username"),
-        ),
-        Prefetch(
-            "choices",
-            queryset=choices_in_order.select_related("owner__user").prefetch_related(
-                Prefetch("stages", queryset=in_order),
-                Prefetch(
-                    "assumptions",
-                    queryset=Assumption.objects.select_related("owner__user").order_by(
-                        "position", "id"
+            Prefetch(
+                "memberships",
+                queryset=Membership.objects.select_related("user").order_by("user__username"),
+            ),
+            Prefetch(
+                "choices",
+                queryset=choices_in_order.select_related("owner__user").prefetch_related(
+                    Prefetch("stages", queryset=in_order),
+                    Prefetch(
+                        "assumptions",
+                        queryset=Assumption.objects.select_related("owner__user").order_by(
+                            "position", "id"
+                        ),
                     ),
                 ),
             ),
-        ),
-        Prefetch(
-            "bt_initiatives",
-            queryset=BTInitiative.objects.order_by("position", "id").prefetch_related(
-                Prefetch("stages", queryset=in_order),
-                Prefetch("choices", queryset=choices_in_order),
+            Prefetch(
+                "bt_initiatives",
+                queryset=BTInitiative.objects.order_by("position", "id").prefetch_related(
+                    Prefetch("stages", queryset=in_order),
+                    Prefetch("choices", queryset=choices_in_order),
+                ),
             ),
-        ),
-    ).get(pk=pk)
+        )
+        .get(pk=pk)
+    )
 
 
 def _export_member(membership: Membership) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from planning.services import User, changed_fields, create_plan, record_activity
 from planning.services.editing import write_item
 from planning.services.people import MemberError, add_member, change_member, remove_member
 
+from . import sections
 from .exporting import export_plan
 from .loading import PlanFileError, check_plan_data, kind_of, quoted
 from .reading import (
@@ -126,7 +127,18 @@ class _Import:
         self.write_members(plan)
         self.write_choices(plan)
         self.write_initiatives(plan)
+        self.write_sections(plan)
         return plan, before
+
+    def write_sections(self, plan: Plan) -> None:
+        """The parts other apps own (sections.py): checked, then written if the file is right."""
+        for section in sections.sections():
+            value = self.top.get(section.key)
+            for key, message in section.problems(value) if value is not None else []:
+                self.errors.add(self.top.at(section.key) + (f".{key}" if key else ""), message)
+        if not self.errors:
+            for section in sections.sections():
+                section.write(plan, self.top.get(section.key), self.actor)
 
     # --- the plan --------------------------------------------------------------------------
 

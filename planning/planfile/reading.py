@@ -19,6 +19,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from . import sections
 from .loading import kind_of, quoted
 
 
@@ -29,6 +30,11 @@ class Shape:
 
     keys: tuple[str, ...]
     fields: Mapping[str, str] = field(default_factory=dict)
+    # The top level: also the keys of the sections other apps register (sections.py).
+    top: bool = False
+
+    def allowed(self) -> tuple[str, ...]:
+        return (*self.keys, *sections.keys()) if self.top else self.keys
 
     def field(self, key: str) -> str:
         return self.fields.get(key, key)
@@ -50,7 +56,8 @@ PLAN = Shape(
         "retest_schedule",
         "choices",
         "bt_initiatives",
-    )
+    ),
+    top=True,
 )
 MEMBER = Shape(("username", "role", "business_unit"))
 SCHEDULE = Shape(
@@ -108,10 +115,11 @@ class Node:
         if not isinstance(data, dict):
             errors.add(path, f"must be an object {{…}}, not {kind_of(data)}")
         where = path or "the top level"
+        allowed = shape.allowed()
         for key in self.data:
-            if key not in shape.keys:
+            if key not in allowed:
                 errors.append(
-                    f'unknown key "{key}" at {where}; the keys there are {", ".join(shape.keys)}'
+                    f'unknown key "{key}" at {where}; the keys there are {", ".join(allowed)}'
                 )
 
     def at(self, key: str) -> str:

@@ -248,15 +248,3 @@ def test_a_missing_token_variable_is_an_error_run_that_says_so(plan, monkeypatch
     assert len(runs) == len(seeded.tested)
     assert {run.status for run in runs} == {AssumptionStatus.ERROR}
     assert all(f"the variable {TOKEN_ENV} is not set" in run.message for run in runs)
-
-
-def test_the_customers_page_of_a_spark_plan_says_its_figures_are_not_there_yet(plan, cmo):
-    seed_plan(plan)
-    PlanDataSource.objects.create(plan=plan, engine="spark", url="sc://x:15002", table="events")
-    response = cmo.client.get(reverse("insights:customers", args=[plan.slug]))
-    assert response.status_code == 200
-    assert (
-        "Customer figures for a Spark source are not available yet; assumption tests run on "
-        "the cluster." in response.text
-    )
-    assert 'href="' + page(plan) + '"' in response.text

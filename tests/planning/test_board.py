@@ -90,9 +90,10 @@ def test_board_query_count_does_not_grow_with_the_plan(plan, cmo, django_assert_
     assert len(set(counts.values())) == 1, counts
     # Session, user, membership+plan, stages, choices (+stages, +assumptions), initiatives
     # (+stages, +choices), members and business units for the filters, the plan's health, and
-    # the stage strip (its figures cached per data version; a cold cache reads them: +2), and
-    # the running workshop session (for "Back to the room").
-    with django_assert_num_queries(15):
+    # the stage strip (its figures cached per data version; a cold cache reads them: +2) and
+    # where the plan's events live (imported, or a Spark source whose figures are kept a while),
+    # and the running workshop session (for "Back to the room").
+    with django_assert_num_queries(16):
         cmo.client.get(reverse("planning:board", args=["big-1"]))
 
 

@@ -1,0 +1,163 @@
+"""The Customers figures (DOMAIN §8), the board's stage strip, the test preview and the lifetime
+value job (§9) of a plan whose events live on Spark: the same as from the same events imported,
+read from the cluster once per freshness interval, and a cluster that does not answer said in
+words, never a 500.
+
+Each test first computes the figures from the events imported into the plan, then writes the same
+events as Parquet, deletes them from the plan and points the plan at them on a real Spark Connect
+server (conftest.py): an answer can then only come from the cluster.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.urls import reverse
+
+from insights.metrics import spark as spark_engine
+from insights.models import Event, PlanDataSource
+from insights.services import clv_jobs
+from insights.services.customer_panels import board_strip
+from lifecycle.models import EventMapping
+from planning.models import Plan
+from tests.insights.events import store
+from tests.insights.spark_server import _free_port, write_parquet
+from tests.insights.test_metrics import generate
+from tests.insights.test_metrics_speed import preview_form
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+TOKEN_ENV = "SPARK_CUSTOMERS_TEST_TOKEN"
+MAP = {"visit": "Explore", "signup": "Buy", "purchase": "Buy", "support_ticket": "Ask"}
+# The figures a page shows, by the name of their context variable.
+SHOWN = ("figures", "strip", "loyalty_rows", "funnels", "funnel_rows", "cohort_rows", "period_rows")
+QUERIES = [
+    {},
+    {"period": "week", "segment": "smb"},
+    {"channel": "web", "as_of": "2026-03-15", "by": "segment", "window": "45"},
+]
+
+
+@pytest.fixture
+def events(plan):
+    rows = store(plan, generate())
+    stages = {stage.name: stage for stage in plan.stages.all()}
+    for kind, name in MAP.items():
+        EventMapping.objects.create(plan=plan, event_type=kind, stage=stages[name])
+    return rows
+
+
+def move_to_spark(plan, rows, server, tmp_path, monkeypatch, url: str = "") -> PlanDataSource:
+    """The plan's events, now only on the cluster (in a table whose moment is called `ts`)."""
+    table = write_parquet(tmp_path / "events", rows, {"occurred_at": "ts"})
+    Event.objects.filter(plan=plan).delete()
+    monkeypatch.setenv(TOKEN_ENV, server.token)
+    return PlanDataSource.objects.create(
+        plan=plan,
+        engine="spark",
+        url=url or f"sc://localhost:{server.port}",
+        table=table,
+        columns={"occurred_at": "ts"},
+        token_env=TOKEN_ENV,
+    )
+
+
+def shown(persona, plan, query) -> dict:
+    response = persona.client.get(reverse("insights:customers", args=[plan.slug]), query)
+    assert response.status_code == 200, response.text[:2000]
+    return {name: response.context[name] for name in SHOWN}
+
+
+def sessions_opened(monkeypatch) -> list[int]:
+    opened: list[int] = []
+    real = spark_engine._open_view
+
+    def counting(source, plan_id):
+        opened.append(plan_id)
+        return real(source, plan_id)
+
+    monkeypatch.setattr(spark_engine, "_open_view", counting)
+    return opened
+
+
+def test_the_customers_page_from_spark_equals_the_same_events_imported(
+    plan, cmo, events, spark_server, tmp_path, monkeypatch
+):
+    imported = [shown(cmo, plan, query) for query in QUERIES]
+    assert imported[0]["figures"].periods and imported[0]["funnels"][0].funnel.entrants
+    assert sum(p.active for p in imported[1]["figures"].periods) > 0
+    move_to_spark(plan, events, spark_server, tmp_path, monkeypatch)
+    opened = sessions_opened(monkeypatch)
+
+    on_spark = [shown(cmo, plan, query) for query in QUERIES]
+
+    for query, spark_page, database_page in zip(QUERIES, on_spark, imported, strict=True):
+        for name in SHOWN:
+            assert spark_page[name] == database_page[name], (query, name)
+    # One session per page, whatever the number of statements.
+    assert opened == [plan.pk] * len(QUERIES)
+    # Looked at again within the interval: read from the cache, not from the cluster.
+    again = shown(cmo, plan, QUERIES[0])
+    assert again == on_spark[0]
+    assert len(opened) == len(QUERIES)
+    page = cmo.client.get(reverse("insights:customers", args=[plan.slug])).text
+    assert "on the plan's" in page and "Spark cluster" in page and "every 15 minutes" in page
+
+
+def test_the_board_strip_and_the_preview_from_spark(
+    plan, facilitator, events, spark_server, tmp_path, monkeypatch
+):
+    strip = board_strip(plan)
+    assert strip.last is not None and any(tile.reached for tile in strip.tiles)
+    preview_url = reverse("insights:test_preview", args=[plan.slug])
+    test = preview_form(metric="repeat_rate", comparator=">=", threshold="30")
+    test |= {"param_event_type": "purchase", "param_within_days": "30"}
+    imported = facilitator.client.post(preview_url, test)
+    assert "n = " in imported.text
+    move_to_spark(plan, events, spark_server, tmp_path, monkeypatch)
+    plan = Plan.objects.get(pk=plan.pk)  # the board reads the plan anew on each request
+
+    assert board_strip(plan) == strip
+    on_spark = facilitator.client.post(preview_url, test)
+    assert on_spark.context["outcome"] == imported.context["outcome"]
+    assert on_spark.context["as_of"] == imported.context["as_of"]
+
+
+def test_the_lifetime_value_from_spark_equals_the_same_events_imported(
+    plan, events, spark_server, tmp_path, monkeypatch
+):
+    request = clv_jobs.ValueRequest()
+    clv_jobs.compute_customer_value(plan.pk, plan.data_version, request.as_json())
+    imported = clv_jobs.customer_value(plan, request)
+    assert imported.status == clv_jobs.Status.READY and imported.report["customers"] > 100
+    move_to_spark(plan, events, spark_server, tmp_path, monkeypatch)
+    plan = Plan.objects.get(pk=plan.pk)
+
+    clv_jobs.compute_customer_value(plan.pk, plan.data_version, request.as_json())
+    on_spark = clv_jobs.customer_value(plan, request)
+
+    assert on_spark.status == clv_jobs.Status.READY, on_spark.message
+    assert on_spark.report == imported.report
+    assert on_spark.p_alive_histogram == imported.p_alive_histogram
+
+
+def test_a_cluster_that_does_not_answer_is_said_in_words(
+    plan, cmo, events, spark_server, tmp_path, monkeypatch
+):
+    down = f"sc://localhost:{_free_port()}"
+    move_to_spark(plan, events, spark_server, tmp_path, monkeypatch, url=down)
+    cache.clear()
+
+    page = cmo.client.get(reverse("insights:customers", args=[plan.slug]))
+    assert page.status_code == 503
+    assert f"The Spark cluster at {down} does not answer" in page.text
+    assert reverse("insights:data_source", args=[plan.slug]) in page.text
+
+    board = cmo.client.get(reverse("planning:board", args=[plan.slug]))
+    assert board.status_code == 200
+    assert f"The Spark cluster at {down} does not answer" in board.text
+
+    request = clv_jobs.ValueRequest()
+    clv_jobs.compute_customer_value(plan.pk, plan.data_version, request.as_json())
+    state = clv_jobs.customer_value(plan, request)
+    assert state.status == clv_jobs.Status.FAILED
+    assert f"The Spark cluster at {down} does not answer" in state.message
