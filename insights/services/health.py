@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
 from django.db.models import (
     BooleanField,
     Count,
@@ -36,8 +35,10 @@ from planning.models import (
 )
 
 from ..metrics import latest_event_at
-from ..models import AssumptionRun, Event, PlanRetest
+from ..metrics.sql import EVENTS, fetchall, moment
+from ..models import AssumptionRun, PlanRetest
 from ..periods import MICROSECOND, last_moment, midnight, next_period_start, period_start
+from .sources import plan_engine
 
 # The verdicts that give an assumption a blast radius (besides drifting).
 ALARMING = {AssumptionStatus.BROKEN, AssumptionStatus.AT_RISK}
@@ -125,9 +126,10 @@ def blast_radii(assumptions: Iterable[Assumption]) -> dict[int, BlastRadius]:
         raise ValueError("blast_radii takes the assumptions of one plan")
     (plan_id,) = plan_ids
     prefetch_related_objects(choices, "stages", "bt_initiatives")
-    as_of = latest_event_at(plan_id)
-    period = last_complete_period(as_of, choices[0].plan.period) if as_of else None
-    reached = _customers_reached(plan_id, [c.pk for c in choices], period) if period else {}
+    with plan_engine(choices[0].plan):  # where the plan's events live (one session for both)
+        as_of = latest_event_at(plan_id)
+        period = last_complete_period(as_of, choices[0].plan.period) if as_of else None
+        reached = _customers_reached(plan_id, choices, period) if period else {}
 
     by_choice: dict[int, tuple] = {}
     for choice in choices:
@@ -165,31 +167,45 @@ def blast_radii(assumptions: Iterable[Assumption]) -> dict[int, BlastRadius]:
 
 
 def _customers_reached(
-    plan_id: int, choice_ids: list[int], period: PlanPeriod
+    plan_id: int, choices: list[StrategicChoice], period: PlanPeriod
 ) -> dict[tuple[int, int | None], int]:
     """Distinct customers with an event in `period` whose type the plan's event map puts in a
-    stage of the choice: per (choice, stage), and per (choice, None) over all its stages."""
-    through = StrategicChoice.stages.through
-    marks = ", ".join(["%s"] * len(choice_ids))
-    sql = f"""
-        WITH reached AS (
-            SELECT DISTINCT cs.strategicchoice_id AS choice_id, m.stage_id AS stage_id,
-                   e.customer_id AS customer_id
-            FROM {Event._meta.db_table} e
-            JOIN {EventMapping._meta.db_table} m
-              ON m.plan_id = e.plan_id AND m.event_type = e.event_type
-            JOIN {through._meta.db_table} cs ON cs.stage_id = m.stage_id
-            WHERE e.plan_id = %s AND cs.strategicchoice_id IN ({marks})
-              AND e.occurred_at >= %s AND e.occurred_at < %s
+    stage of the choice: per (choice, stage), and per (choice, None) over all its stages.
+
+    One query for the event map, then one statement over the events alone, a count per stage and
+    per choice: it runs where the plan's events live (a Spark cluster has no event map to join)."""
+    types_of: dict[int, list[str]] = {}
+    for event_type, stage_id in EventMapping.objects.filter(plan_id=plan_id).values_list(
+        "event_type", "stage_id"
+    ):
+        types_of.setdefault(stage_id, []).append(event_type)
+    groups: list[tuple[tuple[int, int | None], list[str]]] = []
+    for choice in choices:
+        stage_ids = [stage.pk for stage in choice.stages.all()]
+        groups += [((choice.pk, pk), types_of.get(pk, [])) for pk in stage_ids]
+        groups.append(((choice.pk, None), [t for pk in stage_ids for t in types_of.get(pk, [])]))
+    counted = [(key, types) for key, types in groups if types]
+    reached = {key: 0 for key, _ in groups}
+    if not counted:
+        return reached
+    columns: list[str] = []
+    params: list[Any] = []
+    for _, types in counted:
+        columns.append(
+            f"COUNT(DISTINCT CASE WHEN e.event_type IN ({', '.join(['%s'] * len(types))}) "
+            "THEN e.customer_id END)"
         )
-        SELECT choice_id, stage_id, COUNT(*) FROM reached GROUP BY choice_id, stage_id
-        UNION ALL
-        SELECT choice_id, NULL, COUNT(DISTINCT customer_id) FROM reached GROUP BY choice_id
-    """  # noqa: S608 (table names from the models, values as parameters)
-    adapt = connection.ops.adapt_datetimefield_value
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [plan_id, *choice_ids, adapt(period.start), adapt(period.end)])
-        return {(choice, stage): int(n) for choice, stage, n in cursor.fetchall()}
+        params += types
+    every = sorted({t for types in types_of.values() for t in types})
+    statement = f"""
+        SELECT {", ".join(columns)} FROM {EVENTS} e
+        WHERE e.plan_id = %s AND e.occurred_at >= %s AND e.occurred_at < %s
+          AND e.event_type IN ({", ".join(["%s"] * len(every))})
+    """  # noqa: S608 (fixed fragments, values as parameters)
+    params += [plan_id, moment(period.start), moment(period.end), *every]
+    (row,) = fetchall(statement, params)
+    reached.update({key: int(n or 0) for (key, _), n in zip(counted, row, strict=True)})
+    return reached
 
 
 # --- plan health ------------------------------------------------------------------------------

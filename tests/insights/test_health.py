@@ -253,7 +253,8 @@ def test_blast_radius_names_the_choice_its_stages_and_the_initiatives_serving_it
     )
     broken = loaded(assumption_of(loyalty, "Half buy again", status="broken"))
 
-    with django_assert_num_queries(4):  # stages, initiatives, as_of, customers reached
+    # stages, initiatives, where the events live, as_of, the event map, customers reached
+    with django_assert_num_queries(6):
         radius = blast_radius(broken)
 
     assert radius.reasons == ["broken"]

@@ -1,5 +1,5 @@
-"""The Customers figures (DOMAIN §8), the board's stage strip, the test preview and the lifetime
-value job (§9) of a plan whose events live on Spark: the same as from the same events imported,
+"""The Customers figures (DOMAIN §8), the board's stage strip, the test preview, the lifetime
+value job (§9) and the blast radius (§10) of a plan whose events live on Spark: the same as from the same events imported,
 read from the cluster once per freshness interval, and a cluster that does not answer said in
 words, never a 500.
 
@@ -18,8 +18,9 @@ from insights.metrics import spark as spark_engine
 from insights.models import Event, PlanDataSource
 from insights.services import clv_jobs
 from insights.services.customer_panels import board_strip
+from insights.services.health import blast_radius
 from lifecycle.models import EventMapping
-from planning.models import Plan
+from planning.models import Assumption, Plan, StrategicChoice
 from tests.insights.events import store
 from tests.insights.spark_server import _free_port, write_parquet
 from tests.insights.test_metrics import generate
@@ -161,3 +162,21 @@ def test_a_cluster_that_does_not_answer_is_said_in_words(
     state = clv_jobs.customer_value(plan, request)
     assert state.status == clv_jobs.Status.FAILED
     assert f"The Spark cluster at {down} does not answer" in state.message
+
+
+def test_the_blast_radius_from_spark_equals_the_same_events_imported(
+    plan, events, spark_server, tmp_path, monkeypatch
+):
+    choice = StrategicChoice.objects.create(plan=plan, title="Win back lapsed buyers")
+    choice.stages.set(plan.stages.filter(name__in=["Explore", "Buy", "Use"]))
+    broken = Assumption.objects.create(
+        choice=choice, statement="Lapsed buyers come back", status="broken"
+    )
+    imported = blast_radius(Assumption.objects.select_related("choice__plan").get(pk=broken.pk))
+    assert imported.customers and all(s.customers is not None for s in imported.stages)
+    move_to_spark(plan, events, spark_server, tmp_path, monkeypatch)
+
+    on_spark = blast_radius(Assumption.objects.select_related("choice__plan").get(pk=broken.pk))
+
+    assert (on_spark.period, on_spark.customers) == (imported.period, imported.customers)
+    assert on_spark.stages == imported.stages
