@@ -20,8 +20,11 @@ from planning.models import Membership, Plan
 from planning.views.access import get_plan_for_user, require_editor, require_facilitator
 
 from ..forms import MappingForm, UploadForm
+from ..metrics import MetricError
 from ..models import Event, Import
+from ..services.customer_panels import filter_options
 from ..services.imports import FileRejected, preview_file, read_progress
+from ..services.sources import plan_engine
 from ..services.uploads import (
     UndoRefused,
     check_draft,
@@ -255,7 +258,12 @@ def event_map(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
         m.event_type: m.stage
         for m in EventMapping.objects.filter(plan=plan).select_related("stage")
     }
-    seen = set(Event.objects.filter(plan=plan).values_list("event_type", flat=True).distinct())
+    unreadable = ""
+    try:
+        with plan_engine(plan):  # the types in the plan's events, wherever they live
+            seen = set(filter_options(plan).values("event_types"))
+    except MetricError as error:  # a Spark cluster that does not answer: the map as it is
+        seen, unreadable = set(), str(error)
     event_types = sorted(seen | set(current))
     if request.method == "POST":
         require_facilitator(membership)
@@ -294,5 +302,6 @@ def event_map(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
             "rows": rows,
             "stages": stages,
             "unmapped": [row for row in rows if row["unmapped"]],
+            "unreadable": unreadable,
         },
     )

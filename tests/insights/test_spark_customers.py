@@ -10,8 +10,11 @@ server (conftest.py): an answer can then only come from the cluster.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.urls import reverse
 
 from insights.metrics import spark as spark_engine
@@ -137,8 +140,25 @@ def test_the_lifetime_value_from_spark_equals_the_same_events_imported(
     on_spark = clv_jobs.customer_value(plan, request)
 
     assert on_spark.status == clv_jobs.Status.READY, on_spark.message
-    assert on_spark.report == imported.report
-    assert on_spark.p_alive_histogram == imported.p_alive_histogram
+    if connection.vendor == "postgresql":
+        assert on_spark.report == imported.report
+        assert on_spark.p_alive_histogram == imported.p_alive_histogram
+    else:
+        # SQLite keeps the values in floating point: its sums differ from Spark's exact
+        # decimals in the last bits, and the fits then stop within their own tolerance.
+        assert close(on_spark.report, imported.report, 1e-4)
+        assert on_spark.p_alive_histogram == imported.p_alive_histogram
+
+
+def close(a, b, tolerance: float) -> bool:
+    """Equal, but numbers to a relative tolerance (nested dicts and lists)."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k], tolerance) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(close(x, y, tolerance) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=tolerance)
+    return a == b
 
 
 def test_a_cluster_that_does_not_answer_is_said_in_words(
@@ -180,3 +200,25 @@ def test_the_blast_radius_from_spark_equals_the_same_events_imported(
 
     assert (on_spark.period, on_spark.customers) == (imported.period, imported.customers)
     assert on_spark.stages == imported.stages
+
+
+def test_the_event_map_lists_the_types_on_the_cluster(
+    plan, facilitator, events, spark_server, tmp_path, monkeypatch
+):
+    url = reverse("insights:event_map", args=[plan.slug])
+    imported = facilitator.client.get(url)
+    move_to_spark(plan, events, spark_server, tmp_path, monkeypatch)
+
+    on_spark = facilitator.client.get(url)
+
+    rows = [(row["event_type"], row["seen"], row["unmapped"]) for row in on_spark.context["rows"]]
+    assert rows == [
+        (row["event_type"], row["seen"], row["unmapped"]) for row in imported.context["rows"]
+    ]
+    assert {"login", "survey"} <= {event_type for event_type, _, unmapped in rows if unmapped}
+    PlanDataSource.objects.filter(plan=plan).update(url=f"sc://localhost:{_free_port()}")
+    cache.clear()
+    down = facilitator.client.get(url)
+    assert down.status_code == 200
+    assert "The event types in the data cannot be read right now" in down.text
+    assert sorted(row["event_type"] for row in down.context["rows"]) == sorted(MAP)
