@@ -61,14 +61,17 @@ def customers(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     plan, membership = get_plan_for_user(request.user, slug)
     try:
         with plan_engine(plan):  # on the plan's Spark cluster, if its events live there
-            return _customers_page(request, plan, membership)
+            response = _customers_page(request, plan, membership)
     except MetricError as error:  # the cluster: say why, in words, with the way to its settings
-        return render(
+        response = render(
             request,
             "insights/customers_unreadable.html",
             {"plan": plan, "membership": membership, "message": str(error)},
             status=503,
         )
+    if request.htmx and request.GET.get("part") == "figures":
+        response.status_code = 200  # htmx swaps only a success: the figures say what is wrong
+    return response
 
 
 def _customers_page(
@@ -91,7 +94,14 @@ def _customers_page(
     if not form.is_valid():
         return render(request, "insights/customers.html", context, status=400)
     settings = form.settings
-    context.update(spark=spark_record(plan), spark_minutes=SPARK_FRESH_SECONDS // 60)
+    spark = spark_record(plan)
+    context.update(spark=spark, spark_minutes=SPARK_FRESH_SECONDS // 60)
+    if spark and not (request.htmx and request.GET.get("part") in ("figures", "value")):
+        # A cluster answers in seconds, not milliseconds: the page comes at once, and its
+        # figures as soon as the cluster has read them (kept a while: `remembered`).
+        query = urlencode([*shown.lists(), ("part", ["figures"])], doseq=True)
+        context.update(figures_pending=True, figures_url=f"{page_url}?{query}")
+        return render(request, "insights/customers.html", context)
     if settings.as_of is not None and (
         latest := remembered(plan, "latest", (), lambda: latest_event_at(plan.pk))
     ):

@@ -65,8 +65,14 @@ def move_to_spark(plan, rows, server, tmp_path, monkeypatch, url: str = "") -> P
     )
 
 
-def shown(persona, plan, query) -> dict:
-    response = persona.client.get(reverse("insights:customers", args=[plan.slug]), query)
+def shown(persona, plan, query, *, lazily: bool = False) -> dict:
+    """The figures of the page, as the browser gets them: on a Spark plan the page comes first
+    and its figures with the request it then makes (`lazily`)."""
+    url = reverse("insights:customers", args=[plan.slug])
+    if lazily:
+        response = persona.client.get(url, {**query, "part": "figures"}, HTTP_HX_REQUEST="true")
+    else:
+        response = persona.client.get(url, query)
     assert response.status_code == 200, response.text[:2000]
     return {name: response.context[name] for name in SHOWN}
 
@@ -90,21 +96,30 @@ def test_the_customers_page_from_spark_equals_the_same_events_imported(
     assert imported[0]["figures"].periods and imported[0]["funnels"][0].funnel.entrants
     assert sum(p.active for p in imported[1]["figures"].periods) > 0
     move_to_spark(plan, events, spark_server, tmp_path, monkeypatch)
+    url = reverse("insights:customers", args=[plan.slug])
+    # The page comes at once (the filters' choices are read, no figure), asking for its figures.
+    page = cmo.client.get(url)
+    assert page.status_code == 200 and page.context["figures_pending"]
+    assert "figures" not in page.context
+    assert f'hx-get="{url}?part=figures"' in page.text
+    assert "Reading the figures from the plan's Spark cluster" in page.text
     opened = sessions_opened(monkeypatch)
 
-    on_spark = [shown(cmo, plan, query) for query in QUERIES]
+    on_spark = [shown(cmo, plan, query, lazily=True) for query in QUERIES]
 
     for query, spark_page, database_page in zip(QUERIES, on_spark, imported, strict=True):
         for name in SHOWN:
             assert spark_page[name] == database_page[name], (query, name)
-    # One session per page, whatever the number of statements.
+    # One session per look, whatever the number of statements.
     assert opened == [plan.pk] * len(QUERIES)
     # Looked at again within the interval: read from the cache, not from the cluster.
-    again = shown(cmo, plan, QUERIES[0])
+    again = shown(cmo, plan, QUERIES[0], lazily=True)
     assert again == on_spark[0]
     assert len(opened) == len(QUERIES)
-    page = cmo.client.get(reverse("insights:customers", args=[plan.slug])).text
-    assert "on the plan's" in page and "Spark cluster" in page and "every 15 minutes" in page
+    figures = cmo.client.get(url, {"part": "figures"}, HTTP_HX_REQUEST="true").text
+    assert 'id="customer-figures"' in figures
+    assert "on the plan's" in figures and "Spark cluster" in figures
+    assert "every 15 minutes" in figures
 
 
 def test_the_board_strip_and_the_preview_from_spark(
