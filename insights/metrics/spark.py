@@ -52,6 +52,17 @@ class DataSource:
         return self.columns.get(name, name)
 
 
+def connect_url(source: DataSource) -> str:
+    """The address with the token as one more of its `;name=value` parameters (a cluster out of
+    this machine needs `;use_ssl=true` in its address: Spark's client sends a token in plain
+    text only to localhost)."""
+    if not source.token:
+        return source.url
+    if "/;" in source.url:
+        return f"{source.url.rstrip(';')};token={source.token}"
+    return f"{source.url.rstrip('/')}/;token={source.token}"
+
+
 def open_source(source: DataSource) -> Any:
     """A Spark Connect session on the source's cluster (no call to it yet), in UTC."""
     try:
@@ -61,9 +72,7 @@ def open_source(source: DataSource) -> Any:
         raise SourceError(
             "This installation cannot reach Spark: the optional Spark support is not installed."
         ) from None
-    url = source.url
-    if source.token:
-        url = f"{url.rstrip('/')}/;token={source.token}"
+    url = connect_url(source)
     try:
         session = SparkSession.builder.remote(url).create()
     except Exception as error:

@@ -248,3 +248,21 @@ def test_a_missing_token_variable_is_an_error_run_that_says_so(plan, monkeypatch
     assert len(runs) == len(seeded.tested)
     assert {run.status for run in runs} == {AssumptionStatus.ERROR}
     assert all(f"the variable {TOKEN_ENV} is not set" in run.message for run in runs)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sc://spark.example.com:15002", "sc://spark.example.com:15002/;token=t0k"),
+        ("sc://spark.example.com:15002/", "sc://spark.example.com:15002/;token=t0k"),
+        (
+            "sc://spark.example.com:443/;use_ssl=true",
+            "sc://spark.example.com:443/;use_ssl=true;token=t0k",
+        ),
+    ],
+)
+def test_the_token_joins_the_address_parameters(url, expected):
+    from insights.metrics.spark import DataSource, connect_url
+
+    assert connect_url(DataSource(url, "events", "t0k")) == expected
+    assert connect_url(DataSource(url, "events")) == url
