@@ -21,9 +21,11 @@ import pytest
 
 from insights.clv.report import customer_lifetime_value
 from insights.metrics import Measurement, first_event_at, latest_event_at, measure, measure_series
+from insights.models import Event, PlanDataSource
 from insights.services.retests import evaluate
+from insights.services.sources import plan_engine, save_data_source
 from lifecycle.models import EventMapping
-from planning.models import Assumption, AssumptionStatus
+from planning.models import Assumption, AssumptionStatus, Plan
 from tests.insights.events import store
 from tests.insights.spark_server import _free_port, write_parquet
 from tests.insights.test_clv import cdnow_rows
@@ -112,16 +114,26 @@ def test_every_metric_equals_the_database_engine(plan, spark_server, tmp_path):
     assert all(series[-1].value for series in expected["series"][:3])
 
 
-def test_cdnow_acceptance_numbers_from_spark(plan, spark_server, tmp_path):
+def test_cdnow_acceptance_numbers_from_spark(plan, spark_server, tmp_path, monkeypatch):
+    """From a plan whose data source is a Spark table of the CDNOW events (DOMAIN §7)."""
     rows = store(plan, cdnow_rows())
-    source = spark_server.source(write_parquet(tmp_path / "cdnow", rows))
-    from insights.metrics.spark import on_source
-
+    table = write_parquet(tmp_path / "cdnow", rows)
     imported = customer_lifetime_value(plan.pk, as_of=CDNOW_AS_OF)
     repeat = Assumption(metric="repeat_rate", params={"event_type": "purchase", "within_days": 90})
     mean = Assumption(metric="mean_value", params={"event_type": "purchase"})
     expected = [measure(test, plan.pk, CDNOW_AS_OF) for test in (repeat, mean)]
-    with on_source(source, plan.pk):
+    # The events now live only on the cluster: an answer can only come from there.
+    Event.objects.filter(plan=plan).delete()
+    monkeypatch.setenv("CDNOW_SPARK_TOKEN", spark_server.token)
+    url = f"sc://localhost:{spark_server.port}"
+    save_data_source(
+        PlanDataSource(
+            plan=plan, engine="spark", url=url, table=table, token_env="CDNOW_SPARK_TOKEN"
+        )
+    )
+    plan = Plan.objects.get(pk=plan.pk)
+    assert plan.data_source.last_check_message.startswith(f"Connected: {len(rows):,} events")
+    with plan_engine(plan):
         report = customer_lifetime_value(plan.pk, as_of=CDNOW_AS_OF)
         measured = [measure(test, plan.pk, CDNOW_AS_OF) for test in (repeat, mean)]
 
