@@ -36,6 +36,7 @@ urlpatterns = [
     path("<slug:slug>/assumption-map/", assumptions.assumption_map, name="assumption_map"),
     # The Customers page (DOMAIN §8, §9); its sub-pages are the imports and the event map above.
     path("<slug:slug>/customers/", customers.customers, name="customers"),
+    path("<slug:slug>/customers/stages/", customers.board_stage_strip, name="stage_strip"),
     path(
         "<slug:slug>/customers/assumption/",
         customers.customers_assumption,

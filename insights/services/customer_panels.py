@@ -264,16 +264,19 @@ def stage_strip(periods: list[PeriodFigures], stages: StageTypes, period: str) -
     )
 
 
-def board_strip(plan: Plan) -> Strip:
+def board_strip(plan: Plan, *, wait: bool = True) -> Strip | None:
     """The strip at the head of the board: the plan's period, as of its latest event, no filter.
     One query for the stages and their event types; the figures are cached per data version,
-    period and event map (a cache miss adds two statements: as_of and the period figures)."""
+    period and event map (a cache miss adds two statements: as_of and the period figures).
+    Without `wait`, None where they would be read from a Spark cluster (not cached yet)."""
     stages = stage_types(plan.pk)
     digest = hashlib.sha256(json.dumps(stages).encode()).hexdigest()[:16]
     key = f"stage-strip:{CACHE_SHAPE}:{cache_scope(plan)}:{plan.period}:{digest}"
     found = cache.get(key)
     if isinstance(found, Strip):
         return found
+    if not wait and spark_record(plan) is not None:
+        return None  # the board asks for it apart (a cluster answers in seconds)
     try:
         with plan_engine(plan):
             as_of = latest_event_at(plan.pk)

@@ -18,12 +18,16 @@ register = template.Library()
 @register.inclusion_tag("insights/_stage_strip.html")
 def stage_strip(plan: Plan) -> dict[str, Any]:
     """The board's strip: the plan's period, its latest data, no filter (cached per data
-    version: one query when cached)."""
-    strip: Strip = board_strip(plan)
+    version: one query when cached). From a Spark cluster and not cached yet, the board asks
+    for it apart (insights:stage_strip) and shows meanwhile that it is being read."""
+    return strip_context(plan, board_strip(plan, wait=False))
+
+
+def strip_context(plan: Plan, strip: Strip | None) -> dict[str, Any]:
     return {
         "plan": plan,
         "strip": strip,
-        "rows": [{"tile": tile, "link": ""} for tile in strip.tiles],
+        "rows": [{"tile": tile, "link": ""} for tile in strip.tiles] if strip else [],
         "on_board": True,
     }
 

@@ -27,6 +27,7 @@ from ..services.customer_panels import (
     Loyalty,
     LoyaltyPoint,
     SideFunnel,
+    board_strip,
     figure_test,
     filter_options,
     loyalty,
@@ -46,6 +47,7 @@ from ..services.customers import (
     stage_types,
 )
 from ..services.sources import SPARK_FRESH_SECONDS, plan_engine, spark_record
+from ..templatetags.customers import strip_context
 from .customer_filters import CustomersFilter, Settings
 from .customer_value import value_context
 
@@ -72,6 +74,17 @@ def customers(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     if request.htmx and request.GET.get("part") == "figures":
         response.status_code = 200  # htmx swaps only a success: the figures say what is wrong
     return response
+
+
+@require_GET
+@login_required
+def board_stage_strip(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
+    """The board's stage strip alone: asked for by the board of a plan whose events live on a
+    Spark cluster, once the board is shown (its figures are then kept a while)."""
+    plan, _ = get_plan_for_user(request.user, slug)
+    return render(
+        request, "insights/_stage_strip.html", strip_context(plan, board_strip(plan, wait=True))
+    )
 
 
 def _customers_page(

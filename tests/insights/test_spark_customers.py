@@ -136,6 +136,15 @@ def test_the_board_strip_and_the_preview_from_spark(
     plan = Plan.objects.get(pk=plan.pk)  # the board reads the plan anew on each request
 
     assert board_strip(plan) == strip
+    # The board does not wait for the cluster: it shows the strip being read, and asks for it.
+    cache.clear()
+    board = facilitator.client.get(reverse("planning:board", args=[plan.slug]))
+    strip_url = reverse("insights:stage_strip", args=[plan.slug])
+    assert f'hx-get="{strip_url}"' in board.text
+    assert "Reading the customers of each stage from the plan's Spark cluster" in board.text
+    assert facilitator.client.get(strip_url).context["strip"] == strip
+    board = facilitator.client.get(reverse("planning:board", args=[plan.slug]))
+    assert f'hx-get="{strip_url}"' not in board.text  # read: kept for the next looks
     on_spark = facilitator.client.post(preview_url, test)
     assert on_spark.context["outcome"] == imported.context["outcome"]
     assert on_spark.context["as_of"] == imported.context["as_of"]
@@ -190,7 +199,8 @@ def test_a_cluster_that_does_not_answer_is_said_in_words(
 
     board = cmo.client.get(reverse("planning:board", args=[plan.slug]))
     assert board.status_code == 200
-    assert f"The Spark cluster at {down} does not answer" in board.text
+    strip = cmo.client.get(reverse("insights:stage_strip", args=[plan.slug]))
+    assert f"The Spark cluster at {down} does not answer" in strip.text
 
     request = clv_jobs.ValueRequest()
     clv_jobs.compute_customer_value(plan.pk, plan.data_version, request.as_json())
