@@ -23,16 +23,17 @@ from planning.models import Assumption, AssumptionStatus, Plan
 from planning.views.access import get_plan_for_user, require_editor
 
 from .. import charts, tasks
-from ..metrics import latest_event_at
 from ..models import AssumptionRun, PlanRetest
 from ..services import history as history_service
 from ..services.digests import data_moved
 from ..services.retests import (
+    latest_data,
     outcome_now,
     request_assumption_retest,
     request_plan_retest,
     tested_assumptions,
 )
+from ..services.sources import plan_engine
 
 
 def _get_assumption(plan_id: int, pk: int) -> Assumption:
@@ -103,9 +104,17 @@ def _history_context(assumption: Assumption, plan: Plan, runs: list[AssumptionRu
     }
 
 
+def latest_on_source(plan: Plan) -> tuple[dt.datetime | None, str]:
+    with plan_engine(plan):  # the plan's Spark cluster, if its events live there
+        return latest_data(plan.pk)
+
+
 def _nothing_to_draw(plan: Plan) -> str:
     """In place of a chart with empty axes: why this test has no value to draw yet."""
-    if latest_event_at(plan.pk) is None:
+    as_of, failure = latest_on_source(plan)
+    if failure:
+        return f"Nothing to draw: {failure}"
+    if as_of is None:
         return (
             "Not tested yet: this plan has no customer data. Import customer events and this "
             "test is drawn here, period by period."
