@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from . import jobs
 from .mail import subject_line
-from .models import Comment, Invitation, Membership
+from .models import Comment, Invitation, Membership, display_name
 
 # An e-mail task: a failing mail server delays the message, retried with backoff, never drops it.
 EMAIL_TASK = {
@@ -38,24 +38,13 @@ def send_mention(comment_id: int, membership_id: int) -> bool:
     if comment is None or member is None or not member.user.email:
         return False
     target = comment.choice or comment.assumption
-    kind, target_id = (
-        ("choice", comment.choice_id)
-        if comment.choice_id
-        else ("assumption", comment.assumption_id)
-    )
-    thread = reverse(f"planning:{kind}_comments", args=[comment.plan.slug, target_id])
-    author = (
-        comment.author.get_full_name() or comment.author.get_username()
-        if comment.author
-        else "Someone"
-    )
+    author = display_name(comment.author) if comment.author else "Someone"
     context = {
         "comment": comment,
         "author": author,
         "target": target,
         "member": member,
-        # The comment itself, on its own page: an anchor its thread gives each comment.
-        "comment_url": f"{settings.SITE_URL}{thread}#comment-{comment.pk}",
+        "comment_url": settings.SITE_URL + comment.get_absolute_url(),
         "plan_url": settings.SITE_URL + reverse("planning:board", args=[comment.plan.slug]),
     }
     message = EmailMultiAlternatives(
@@ -80,7 +69,7 @@ def send_invitation(invitation_id: int) -> bool:
     if invitation is None:
         return False
     inviter = invitation.invited_by
-    inviter_name = (inviter.get_full_name() or inviter.get_username()) if inviter else "Someone"
+    inviter_name = display_name(inviter) if inviter else "Someone"
     context = {
         "invitation": invitation,
         "inviter": inviter_name,

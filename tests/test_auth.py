@@ -55,6 +55,7 @@ def test_password_reset_by_email_over_smtp(cmo, smtp_server):
     assert message.envelope_rcpt_tos == ["ana@example.com"]
     assert message["Subject"] == "Choose a new Outside-In password"
     body = message.get_body(preferencelist=("plain",)).get_content()
+    assert body.startswith("Hello Ana Tester,\r\n")
     link = re.search(r"http://testserver(/accounts/reset/\S+/)", body).group(1)
 
     form = client.get(link, follow=True)

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import Membership, Presence, Role
+from ..models import Membership, Presence, Role, display_name
 from .signals import publish
 
 PRESENCE_TTL = dt.timedelta(seconds=45)
@@ -74,7 +74,7 @@ def present(plan_id: int) -> list[dict[str, Any]]:
             row.user_id,
             {
                 "id": row.user_id,
-                "name": row.user.get_full_name() or row.user.get_username(),
+                "name": display_name(row.user),
                 "role": _role_label(roles.get(row.user_id, "")),
                 "editing": [],
             },

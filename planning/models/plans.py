@@ -8,6 +8,7 @@ import zoneinfo
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractUser
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
@@ -178,6 +179,11 @@ DUPLICATE_INITIATIVE_TITLE = "Another initiative of this plan has this title."
 DUPLICATE_STAGE_NAME = "The plan has a stage of this name already."
 
 
+def display_name(user: AbstractUser) -> str:
+    """How the app names a person: their full name, else their username."""
+    return user.get_full_name() or user.get_username()
+
+
 class Membership(models.Model):
     plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(
@@ -217,7 +223,7 @@ class Membership(models.Model):
 
     @property
     def display_name(self) -> str:
-        return self.user.get_full_name() or self.user.get_username()
+        return display_name(self.user)
 
     @property
     def can_edit(self) -> bool:

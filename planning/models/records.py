@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 
 from .items import (
     Assumption,
@@ -47,6 +48,14 @@ class Comment(models.Model):
 
     def __str__(self) -> str:
         return self.body[:60]
+
+    def get_absolute_url(self) -> str:
+        """The comment in its thread's page, at the comment (the anchor the thread gives it)."""
+        kind, target = (
+            ("choice", self.choice_id) if self.choice_id else ("assumption", self.assumption_id)
+        )
+        thread = reverse(f"planning:{kind}_comments", args=[self.plan.slug, target])
+        return f"{thread}#comment-{self.pk}"
 
 
 class Activity(models.Model):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -23,7 +22,7 @@ from django.utils.formats import date_format
 
 from .. import tasks
 from ..jobs import enqueue
-from ..models import INVITATION_LINK_SALT, Activity, Invitation, Membership, Plan
+from ..models import INVITATION_LINK_SALT, Activity, Invitation, Membership, Plan, display_name
 from .people import MemberError, add_member, lock_plan_people
 from .plans import User, record_activity
 
@@ -72,7 +71,7 @@ def _require_open(invitation: Invitation) -> None:
     state = invitation.state(timezone.now())
     if state == "pending":
         return
-    inviter = _name(invitation.invited_by) if invitation.invited_by else "a facilitator"
+    inviter = display_name(invitation.invited_by) if invitation.invited_by else "a facilitator"
     raise InvitationGone(
         {
             "accepted": "This invitation has been used already.",
@@ -84,10 +83,6 @@ def _require_open(invitation: Invitation) -> None:
             ),
         }[state]
     )
-
-
-def _name(user: Any) -> str:
-    return user.get_full_name() or user.get_username()
 
 
 # --- facilitators: invite, resend, revoke ------------------------------------------------------
@@ -214,7 +209,7 @@ def accept_invitation(invitation: Invitation, user: User) -> Membership:
         user,
         invitation.role,
         invitation.business_unit,
-        invited_by=_name(invitation.invited_by) if invitation.invited_by else "",
+        invited_by=display_name(invitation.invited_by) if invitation.invited_by else "",
     )
 
 

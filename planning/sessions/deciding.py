@@ -9,11 +9,11 @@ from django.db.models import Q
 
 from ..models import Assumption, AssumptionStatus, ChoiceStatus, Membership, StrategicChoice
 from ..models.sessions import Decision, ItemKind, SessionStep, StepKind, WorkshopSession
-from ..services import User, label_of, save_item, snapshot
+from ..services import User, kind_of, label_of, save_item, snapshot
 from ..services.editing import Conflict
 from .errors import SessionError
 from .room import changed, locked, require_step, running
-from .voting import candidates, ranking
+from .voting import ranking
 
 TOP = 5
 AT_RISK = [AssumptionStatus.BROKEN, AssumptionStatus.AT_RISK]
@@ -22,22 +22,26 @@ AT_RISK = [AssumptionStatus.BROKEN, AssumptionStatus.AT_RISK]
 def agenda_items(session: WorkshopSession, step: SessionStep) -> list:
     """What a decide step walks: the top-ranked items of the latest revealed vote before it;
     with no vote, the assumptions that broke, are at risk or drift."""
-    vote = (
-        session.steps.filter(kind=StepKind.VOTE, revealed_at__isnull=False)
-        .filter(position__lte=step.position)
-        .order_by("-position", "-id")
-        .first()
-    )
+    vote = last_revealed_vote(session, step)
     if vote is not None:
         vote.session = session
-        top = [row.item_id for row in ranking(vote)[:TOP]]
-        items = candidates(vote).in_bulk(top)
-        return [items[pk] for pk in top if pk in items]
+        return [row.item for row in ranking(vote)[:TOP]]
     at_risk = Assumption.objects.filter(choice__plan_id=session.plan_id).filter(
         Q(status__in=AT_RISK) | Q(drift_since__isnull=False)
     )
     order = {AssumptionStatus.BROKEN: 0, AssumptionStatus.AT_RISK: 1}
     return sorted(at_risk, key=lambda a: (order.get(a.status, 2), -a.importance, a.pk))
+
+
+def last_revealed_vote(session: WorkshopSession, step: SessionStep) -> SessionStep | None:
+    """The latest vote step at or before `step` whose votes are revealed. From the session's
+    steps as the room read them (prefetched), else read here."""
+    votes = [
+        each
+        for each in session.steps.all()
+        if each.kind == StepKind.VOTE and each.revealed and each.position <= step.position
+    ]
+    return max(votes, key=lambda each: (each.position, each.pk), default=None)
 
 
 def _decide(
@@ -59,12 +63,25 @@ def _decide(
     )
     if isinstance(saved, Conflict):
         raise SessionError("The item changed meanwhile: look again and decide.")
+    return record_decision(session, session.current_step, current, outcome, detail, actor)
+
+
+def record_decision(
+    session: WorkshopSession,
+    step: SessionStep | None,
+    item: StrategicChoice | Assumption,
+    outcome: str,
+    detail: str,
+    actor: User,
+) -> Decision:
+    """The room's record of what it decided on a plan item (named as it now is); every screen
+    in the room follows."""
     decision = Decision.objects.create(
         session=session,
-        step=session.current_step,
-        item_type=ItemKind.ASSUMPTION if isinstance(item, Assumption) else ItemKind.CHOICE,
+        step=step,
+        item_type=kind_of(item),
         item_id=item.pk,
-        item_label=label_of(current),
+        item_label=label_of(item),
         outcome=outcome,
         detail=detail,
         decided_by=actor,
@@ -128,8 +145,7 @@ def note_test(session: WorkshopSession, actor: User, assumption: Assumption) -> 
 
 
 def key_of(item: StrategicChoice | Assumption) -> str:
-    kind = ItemKind.ASSUMPTION if isinstance(item, Assumption) else ItemKind.CHOICE
-    return f"{kind}-{item.pk}"
+    return f"{kind_of(item)}-{item.pk}"
 
 
 @transaction.atomic

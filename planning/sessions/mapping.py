@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from ..models import Assumption
 from ..models.sessions import Decision, MapPlacement, SessionStep, StepKind
-from ..services import User, label_of, save_item, snapshot
+from ..services import User, save_item, snapshot
 from ..services.editing import Conflict
+from .deciding import record_decision
 from .errors import SessionError
 from .room import changed, locked, require_step
 
@@ -81,15 +82,6 @@ def settle(step: SessionStep, assumption: Assumption, actor: User) -> Assumption
         raise SessionError("The assumption changed meanwhile: place it again.")
     placement.settled_at = timezone.now()
     placement.save(update_fields=["settled_at"])
-    Decision.objects.create(
-        session=session,
-        step=step,
-        item_type="assumption",
-        item_id=assumption.pk,
-        item_label=label_of(current),
-        outcome=Decision.Outcome.PLACED,
-        detail=f"importance {placement.importance}, evidence {placement.evidence}",
-        decided_by=actor,
-    )
-    changed(session)
+    detail = f"importance {placement.importance}, evidence {placement.evidence}"
+    record_decision(session, step, current, Decision.Outcome.PLACED, detail, actor)
     return current

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q
 
-from ..models import Assumption, AssumptionStatus, StrategicChoice
+from ..models import Assumption, AssumptionStatus, StrategicChoice, display_name
 from ..models.sessions import (
     Decision,
     ItemKind,
@@ -63,7 +63,7 @@ def summarize(session: WorkshopSession) -> Summary:
             NewItem(
                 note.step.item_kind or ItemKind.CHOICE,
                 note.text,
-                note.author.get_full_name() or note.author.get_username(),
+                display_name(note.author),
                 note.step.title,
             )
         )

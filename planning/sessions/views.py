@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db.models import Prefetch, prefetch_related_objects
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -117,7 +118,12 @@ def _room(
 
 def room_context(session: WorkshopSession, membership: Membership, user) -> dict:
     """The room as `session` stands (as `_session` read it: its plan and step at hand)."""
-    steps = list(session.steps.select_related("stage").order_by("position", "id"))
+    # Read once for the whole room: a decide step finds the vote it follows among them.
+    prefetch_related_objects(
+        [session],
+        Prefetch("steps", SessionStep.objects.select_related("stage").order_by("position", "id")),
+    )
+    steps = list(session.steps.all())
     stages = list(session.plan.stages.all()) if membership.can_manage else []
     for step in steps:
         step.session = session
@@ -195,6 +201,7 @@ def _brainstorm(step: SessionStep, membership: Membership, user) -> dict:
 
 def _vote(step: SessionStep, membership: Membership, user) -> dict:
     mine = voting.my_votes(step, user)
+    candidates = list(voting.candidates(step))
     left = step.session.votes_per_member - sum(mine.values())
     items = [
         {
@@ -203,7 +210,7 @@ def _vote(step: SessionStep, membership: Membership, user) -> dict:
             "mine": mine.get(item.pk, 0),
             "can_add": left > 0 and mine.get(item.pk, 0) < step.session.votes_per_item,
         }
-        for item in voting.candidates(step)
+        for item in candidates
     ]
     context: dict[str, object] = {
         "vote_items": items,
@@ -211,7 +218,7 @@ def _vote(step: SessionStep, membership: Membership, user) -> dict:
         "voter_count": voting.voters(step),
     }
     if step.revealed:
-        context["ranking"] = voting.ranking(step)
+        context["ranking"] = voting.ranking(step, candidates)
     return context
 
 
@@ -284,7 +291,7 @@ STEP_CONTEXT: dict[str, Callable[[SessionStep, Membership, object], dict]] = {
 # --- actions ----------------------------------------------------------------------------------------
 
 
-Action = Callable[[AuthenticatedHttpRequest, WorkshopSession], str]
+Action = Callable[[AuthenticatedHttpRequest, WorkshopSession, Membership], str]
 
 
 def _step_of(request: AuthenticatedHttpRequest, session: WorkshopSession) -> SessionStep:
@@ -310,35 +317,35 @@ def _int(value: object) -> int:
         raise SessionError("That request is incomplete: reload the page.") from None
 
 
-def _start(request, session):
+def _start(request, session, membership):
     room.start_session(session)
     return "The session has started: everyone in the room follows."
 
 
-def _next(request, session):
+def _next(request, session, membership):
     room.next_step(session)
     return ""
 
 
-def _goto(request, session):
+def _goto(request, session, membership):
     room.go_to_step(session, _step_of(request, session))
     return ""
 
 
-def _end(request, session):
+def _end(request, session, membership):
     room.end_session(session)
     return "The session has ended; the summary goes to every member by e-mail."
 
 
 def _timer_action(change):
-    def act(request, session):
+    def act(request, session, membership):
         change(session)
         return ""
 
     return act
 
 
-def _step_add(request, session):
+def _step_add(request, session, membership):
     form = StepForm(request.POST, plan=session.plan, prefix="new-step")
     if not form.is_valid():
         raise SessionError(_form_errors(form))
@@ -346,7 +353,7 @@ def _step_add(request, session):
     return "Step added to the agenda."
 
 
-def _step_edit(request, session):
+def _step_edit(request, session, membership):
     step = _step_of(request, session)
     form = StepForm(request.POST, instance=step, plan=session.plan, prefix=f"step-{step.pk}")
     if not form.is_valid():
@@ -355,20 +362,20 @@ def _step_edit(request, session):
     return "Step saved."
 
 
-def _step_remove(request, session):
+def _step_remove(request, session, membership):
     agenda.remove_step(_step_of(request, session))
     return "Step removed."
 
 
 def _step_move(direction):
-    def act(request, session):
+    def act(request, session, membership):
         agenda.move_step(_step_of(request, session), direction)
         return ""
 
     return act
 
 
-def _note_add(request, session):
+def _note_add(request, session, membership):
     step = _current(session)
     form = NoteForm(request.POST, step=step)
     if not form.is_valid():
@@ -377,7 +384,7 @@ def _note_add(request, session):
     return "Added. Only you see it until the facilitator reveals the step."
 
 
-def _note_remove(request, session):
+def _note_remove(request, session, membership):
     note = SessionNote.objects.filter(pk=_int(request.POST.get("note")), step__session=session)
     found = note.select_related("step").first()
     if found is None:
@@ -387,7 +394,7 @@ def _note_remove(request, session):
     return "Removed."
 
 
-def _reveal(request, session):
+def _reveal(request, session, membership):
     step = _current(session)
     if step.kind == StepKind.BRAINSTORM:
         revealed = writing.reveal_notes(step, request.user)
@@ -399,7 +406,7 @@ def _reveal(request, session):
     raise SessionError("This step has nothing to reveal.")
 
 
-def _merge(request, session):
+def _merge(request, session, membership):
     step = _step_of(request, session)
     writing.merge_items(
         session,
@@ -412,8 +419,8 @@ def _merge(request, session):
 
 
 def _vote_action(delta):
-    def act(request, session):
-        left = voting.vote(_current(session), request.user, _int(request.POST.get("item")), delta)
+    def act(request, session, membership):
+        left = voting.vote(_current(session), membership, _int(request.POST.get("item")), delta)
         return f"{left} vote{'s' if left != 1 else ''} left."
 
     return act
@@ -432,14 +439,14 @@ def _assumption(request, session) -> Assumption:
     return found
 
 
-def _place(request, session):
+def _place(request, session, membership):
     assumption = _assumption(request, session)
     importance, evidence = _int(request.POST.get("importance")), _int(request.POST.get("evidence"))
     mapping.place(_current(session), assumption, importance, evidence, request.user)
     return f"Placed: importance {importance}, evidence {evidence}."
 
 
-def _settle(request, session):
+def _settle(request, session, membership):
     mapping.settle(_current(session), _assumption(request, session), request.user)
     return "Settled: the plan has its new importance and evidence."
 
@@ -454,7 +461,7 @@ def _choice(request, session) -> StrategicChoice:
 
 
 def _adopt(adopt: bool):
-    def act(request, session):
+    def act(request, session, membership):
         choice = _choice(request, session)
         deciding.decide_choice(session, request.user, choice, adopt)
         return f"{'Adopted' if adopt else 'Rejected'}: {choice.title}."
@@ -462,7 +469,7 @@ def _adopt(adopt: bool):
     return act
 
 
-def _owner(request, session):
+def _owner(request, session, membership):
     if request.POST.get("kind") == ItemKind.ASSUMPTION:
         item: StrategicChoice | Assumption = _assumption(request, session)
     else:
@@ -476,12 +483,12 @@ def _owner(request, session):
     return f"Owner: {owner.display_name}."
 
 
-def _discuss(request, session):
+def _discuss(request, session, membership):
     deciding.discuss(session, _current(session), str(request.POST.get("item", "")))
     return ""
 
 
-def _tested(request, session):
+def _tested(request, session, membership):
     if deciding.note_test(session, request.user, _assumption(request, session)) is None:
         raise SessionError("Give the assumption a test first (Give it a test).")
     return "Recorded: the assumption is tested."
@@ -533,7 +540,7 @@ def session_action(
     else:
         require_editor(membership)
     try:
-        notice = act(request, session)
+        notice = act(request, session, membership)
     except SessionError as error:
         if not request.htmx:
             messages.error(request, str(error))

@@ -40,14 +40,13 @@ def title_of(item) -> str:
 
 
 @transaction.atomic
-def vote(step: SessionStep, voter: User, item_id: int, delta: int) -> int:
-    """Add (+1) or take back (-1) one dot on an item; the voter's dots left come back."""
+def vote(step: SessionStep, member: Membership, item_id: int, delta: int) -> int:
+    """A member adds (+1) or takes back (-1) one dot on an item; their dots left come back."""
     if delta not in (1, -1):
         raise SessionError("A vote adds or removes one dot.")
-    session = step.session
-    membership = Membership.objects.filter(plan_id=session.plan_id, user=voter).first()
-    if membership is None or not membership.can_edit:
+    if member.plan_id != step.session.plan_id or not member.can_edit:
         raise SessionError("Observers watch the vote; they do not vote.")
+    voter = member.user_id
     step = SessionStep.objects.select_for_update().get(pk=step.pk)
     session = WorkshopSession.objects.get(pk=step.session_id)
     step.session = session
@@ -56,7 +55,7 @@ def vote(step: SessionStep, voter: User, item_id: int, delta: int) -> int:
         raise SessionError("The votes are revealed: the vote is closed.")
     if not candidates(step).filter(pk=item_id).exists():
         raise SessionError("That item is not in this vote.")
-    mine = SessionVote.objects.filter(step=step, voter=voter)
+    mine = SessionVote.objects.filter(step=step, voter_id=voter)
     used = mine.aggregate(n=Sum("count"))["n"] or 0
     row = mine.filter(item_type=step.item_kind, item_id=item_id).first()
     on_item = row.count if row else 0
@@ -67,7 +66,7 @@ def vote(step: SessionStep, voter: User, item_id: int, delta: int) -> int:
             raise SessionError(f"At most {session.votes_per_item} votes on one item.")
         if row is None:
             SessionVote.objects.create(
-                step=step, voter=voter, item_type=step.item_kind, item_id=item_id, count=1
+                step=step, voter_id=voter, item_type=step.item_kind, item_id=item_id, count=1
             )
         else:
             mine.filter(pk=row.pk).update(count=F("count") + 1)
@@ -99,18 +98,22 @@ class Ranked:
     title: str
     votes: int
     voters: int
+    item: StrategicChoice | Assumption
 
 
-def ranking(step: SessionStep) -> list[Ranked]:
+def ranking(step: SessionStep, items: list | None = None) -> list[Ranked]:
     """Every candidate with at least one vote, most votes first (ties: in the plan's order),
-    ranked as in sport: equal votes share a rank."""
+    ranked as in sport: equal votes share a rank. `items`: the step's candidates, when the
+    caller has read them already."""
     totals = {
         row["item_id"]: (row["votes"], row["voters"])
         for row in SessionVote.objects.filter(step=step)
         .values("item_id")
         .annotate(votes=Sum("count"), voters=Count("voter", distinct=True))
     }
-    order = {item.pk: (i, item) for i, item in enumerate(candidates(step))}
+    if items is None:
+        items = list(candidates(step))
+    order = {item.pk: (i, item) for i, item in enumerate(items)}
     rows = sorted(
         (item_id for item_id in totals if item_id in order),
         key=lambda item_id: (-totals[item_id][0], order[item_id][0]),
@@ -120,7 +123,8 @@ def ranking(step: SessionStep) -> list[Ranked]:
         votes, people = totals[item_id]
         if votes != previous:
             rank, previous = index + 1, votes
-        ranked.append(Ranked(rank, item_id, title_of(order[item_id][1]), votes, people))
+        item = order[item_id][1]
+        ranked.append(Ranked(rank, item_id, title_of(item), votes, people, item))
     return ranked
 
 

@@ -29,6 +29,7 @@ from ..models.sessions import (
 )
 from ..services import User, create_item, delete_item, label_of
 from ..services.editing import NameTaken
+from .deciding import record_decision
 from .errors import SessionError
 from .room import changed, locked, require_step
 
@@ -143,18 +144,8 @@ def merge_items(
     delete_item(duplicate, actor)
     notes[duplicate_id].merged = True
     notes[duplicate_id].save(update_fields=["merged"])
-    decision = Decision.objects.create(
-        session=session,
-        step=step,
-        item_type=step.item_kind,
-        item_id=into.pk,
-        item_label=label_of(into),
-        outcome=Decision.Outcome.MERGED,
-        detail=f"“{label_of(duplicate)}” merged into it",
-        decided_by=actor,
-    )
-    changed(session)
-    return decision
+    detail = f"“{label_of(duplicate)}” merged into it"
+    return record_decision(session, step, into, Decision.Outcome.MERGED, detail, actor)
 
 
 def room_counts(step: SessionStep) -> tuple[int, int]:

@@ -361,8 +361,7 @@ def comments(request: AuthenticatedHttpRequest, slug: str, kind: str, pk: int) -
         else:
             comment = add_comment(plan, request.user, target, body)
             if not request.htmx:
-                url = reverse(f"planning:{kind}_comments", args=[plan.slug, pk])
-                return redirect(f"{url}#comment-{comment.pk}")
+                return redirect(comment)
     thread = target.comments.select_related("author").order_by("created_at", "id")
     members = list(plan.memberships.select_related("user").order_by("user__first_name"))
     context = {

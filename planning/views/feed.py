@@ -12,10 +12,9 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
-from django.urls import reverse
 
 from ..kinds import KINDS
-from ..models import Activity, Assumption, Comment, Invitation, Membership, Plan
+from ..models import Activity, Assumption, Comment, Invitation, Membership, Plan, display_name
 from ..models.items import PARAM_LABELS
 
 FIELD_LABELS = {
@@ -146,14 +145,13 @@ class Names:
 def _comment_urls(plan: Plan, entries: list[Activity]) -> dict[int, str]:
     """Where each commented comment is read: its thread, at the comment."""
     ids = [e.item_id for e in entries if e.item_type == "comment" and e.item_id]
-    urls = {}
-    rows = Comment.objects.filter(plan=plan, pk__in=ids).values_list(
-        "pk", "choice_id", "assumption_id"
+    found = Comment.objects.filter(plan=plan, pk__in=ids).only(
+        "pk", "plan_id", "choice_id", "assumption_id"
     )
-    for pk, choice_id, assumption_id in rows:
-        kind, target = ("choice", choice_id) if choice_id else ("assumption", assumption_id)
-        thread = reverse(f"planning:{kind}_comments", args=[plan.slug, target])
-        urls[pk] = f"{thread}#comment-{pk}"
+    urls = {}
+    for comment in found:
+        comment.plan = plan  # at hand: its address needs the plan's slug
+        urls[comment.pk] = comment.get_absolute_url()
     return urls
 
 
@@ -183,7 +181,7 @@ def _batch(entry: Activity) -> str:
 def who_of(entry: Activity) -> str:
     if entry.actor is None:
         return "Outside-In"
-    return entry.actor.get_full_name() or entry.actor.get_username()
+    return display_name(entry.actor)
 
 
 def _line(entry: Activity, names: Names, membership: Membership) -> Line:

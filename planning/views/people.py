@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from ..forms import AccountForm, InvitationForm, MembershipForm
 from ..http import AuthenticatedHttpRequest, HtmxHttpRequest
-from ..models import Invitation, Membership, Plan, Role
+from ..models import Invitation, Membership, Plan, Role, display_name
 from ..services import (
     MemberError,
     change_member,
@@ -227,7 +227,7 @@ def _welcome(membership: Membership) -> str:
 
 def _inviter(found: Invitation) -> str:
     user = found.invited_by
-    return (user.get_full_name() or user.get_username()) if user else "A facilitator"
+    return display_name(user) if user else "A facilitator"
 
 
 @require_http_methods(["GET", "POST"])

@@ -14,8 +14,9 @@ import pytest
 from django.urls import reverse
 
 from insights.models import AssumptionHistory, AssumptionRun, Event
-from insights.services.history import current_history, data_changed
+from insights.services.history import current_history
 from insights.services.retests import retest_assumption
+from insights.services.versions import data_changed
 from planning.models import Assumption, StrategicChoice
 
 pytestmark = pytest.mark.django_db

@@ -13,8 +13,8 @@ import time_machine
 from django.urls import reverse
 
 from insights.models import AssumptionHistory, AssumptionRun, Event, PlanRetest
-from insights.services.history import data_changed
 from insights.services.retests import retest_assumption_by_id, run_plan_retest, start_plan_retest
+from insights.services.versions import data_changed
 from planning.models import Activity, Assumption, Membership, Plan
 from planning.services import create_plan, save_schedule
 

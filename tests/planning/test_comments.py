@@ -7,9 +7,20 @@ import re
 from html import unescape
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
 from django.urls import reverse
 
-from planning.models import Activity, Assumption, Comment, StrategicChoice
+from planning.models import (
+    Activity,
+    Assumption,
+    Comment,
+    Membership,
+    Role,
+    StrategicChoice,
+    display_name,
+)
+from planning.tasks import send_mention
 
 pytestmark = pytest.mark.django_db
 
@@ -62,6 +73,39 @@ def test_a_mention_email_links_to_the_comment_itself(
     page = cio.client.get(link.group(1).split("#")[0]).content.decode()
     assert f'<li id="comment-{comment.pk}" class="comment">' in page
     assert "is the 2025 cohort enough?" in page
+
+
+def test_a_mention_whose_author_has_left_still_links_to_the_comment(
+    plan, cmo, cio, choice, smtp_server
+):
+    comment = Comment.objects.create(
+        plan=plan, choice=choice, author=None, body="@maya over to you"
+    )
+    assert send_mention(comment.pk, cio.membership.pk) is True
+    (message,) = smtp_server.messages
+    assert message["Subject"] == "Someone mentioned you in “FY2027 growth plan”"
+    thread = reverse("planning:choice_comments", args=[plan.slug, choice.pk])
+    assert f"Read it and answer: http://127.0.0.1:8000{thread}#comment-{comment.pk}" in (
+        message.get_content()
+    )
+
+
+def test_a_member_without_a_full_name_is_named_by_username(plan, cmo, choice):
+    kim = get_user_model().objects.create_user(username="kim", email="kim@example.com")
+    Membership.objects.create(plan=plan, user=kim, role=Role.CIO)
+    client = Client()
+    client.force_login(kim)
+    client.post(url(plan, choice), {"body": "Numbers first."})
+    page = client.get(url(plan, choice)).content.decode()
+    assert '<span class="account-name">kim</span>' in page
+    assert "<strong>kim</strong> · <time" in page  # the comment's author
+    assert (
+        '<span class="account-name">Ana Tester</span>'
+        in cmo.client.get(url(plan, choice)).content.decode()
+    )
+    feed = cmo.client.get(reverse("planning:activity", args=[plan.slug])).content.decode()
+    assert "<strong>kim</strong> commented" in feed
+    assert (display_name(kim), display_name(cmo.user)) == ("kim", "Ana Tester")
 
 
 def test_mentions_of_members_are_highlighted_and_nothing_else_is(plan, cmo, cio, choice):

@@ -77,6 +77,7 @@ def test_thirty_members_voting_at_once_lose_no_vote_and_pass_no_cap(plan, facili
     per_member, per_item = session.votes_per_member, session.votes_per_item
     assert TRIES > per_member and 4 > per_item
     users = members(plan)
+    membership_of = {m.user_id: m for m in Membership.objects.filter(plan=plan)}
     work: queue.Queue = queue.Queue()
     for attempt in ballots(users, items, random.Random(2027)):
         work.put(attempt)
@@ -97,7 +98,7 @@ def test_thirty_members_voting_at_once_lose_no_vote_and_pass_no_cap(plan, facili
                 except queue.Empty:
                     return
                 try:
-                    vote(step, user, item_id, 1)
+                    vote(step, membership_of[user.pk], item_id, 1)
                 except SessionError as error:
                     with lock:
                         refused.append(str(error))

@@ -20,8 +20,9 @@ from planning.models import (
     StrategicChoice,
     WorkshopSession,
 )
-from planning.sessions import room
+from planning.sessions import deciding, room, voting
 from planning.sessions.agenda import create_session
+from planning.sessions.errors import SessionError
 
 pytestmark = pytest.mark.django_db
 
@@ -304,6 +305,74 @@ def test_the_room_costs_the_same_queries_however_long_the_agenda_and_the_vote(
     for choice in StrategicChoice.objects.filter(plan=plan)[:4]:
         act(cmo, workshop, "vote", item=choice.pk)
     assert [_room_queries(p, workshop) for p in (facilitator, cmo)] == small
+
+
+def test_a_decide_step_reads_the_vote_it_follows_once(
+    plan, workshop, facilitator, cmo, choices, django_assert_num_queries
+):
+    goto(facilitator, workshop, StepKind.VOTE)
+    for item in (choices[2], choices[2], choices[0]):
+        act(cmo, workshop, "vote", item=item.pk)
+    act(facilitator, workshop, "reveal")
+    step = goto(facilitator, workshop, StepKind.DECIDE)
+    session = WorkshopSession.objects.get(pk=workshop.pk)
+    # The session's steps (where the vote is), the vote's totals, its candidates: once each.
+    with django_assert_num_queries(3):
+        items = deciding.agenda_items(session, step)
+    assert [item.title for item in items] == ["App relaunch", "Loyalty plus"]
+    # The room page: login (session, user), the member, the session, its steps, the vote's
+    # totals and candidates, the decisions, the members to name as owners. The running session
+    # of the "Back to the room" banner is the one the view read.
+    url = reverse("planning:session", args=[plan.slug, workshop.pk])
+    with django_assert_num_queries(9):
+        page = cmo.client.get(url).content.decode()
+    assert "“Q1 workshop” is running." in page
+    assert page.index("App relaunch") < page.index("Loyalty plus")
+
+
+def test_a_revealed_vote_reads_its_candidates_once(
+    plan, workshop, facilitator, cmo, choices, django_assert_num_queries
+):
+    goto(facilitator, workshop, StepKind.VOTE)
+    act(cmo, workshop, "vote", item=choices[1].pk)
+    act(facilitator, workshop, "reveal")
+    url = reverse("planning:session", args=[plan.slug, workshop.pk])
+    # Login, member, session, steps, my dots, the candidates, the voters, the totals.
+    with django_assert_num_queries(9):
+        page = cmo.client.get(url).content.decode()
+    results = page[page.index('aria-label="Results"') :]
+    assert "Rentals" in results and "Loyalty plus" not in results
+
+
+def test_a_planned_session_s_room_names_the_one_running(plan, workshop, facilitator, cmo):
+    other = create_session(
+        plan, facilitator.user, title="Later", date=dt.date(2027, 2, 1), template="review"
+    )
+    page = room_page(cmo, other)
+    assert "“Q1 workshop” is running." in page
+    assert (
+        f'href="{reverse("planning:session", args=[plan.slug, workshop.pk])}" data-room-link'
+        in page
+    )
+
+
+def test_a_vote_takes_the_member_the_view_read(
+    workshop, facilitator, cmo, observer, choices, django_assert_num_queries
+):
+    goto(facilitator, workshop, StepKind.VOTE)
+    session = WorkshopSession.objects.select_related("current_step").get(pk=workshop.pk)
+    step = session.current_step
+    step.session = session
+    # Savepoint, the step locked, the session under the lock, the item in the vote, the
+    # member's dots, their dot on the item, the new dot, the room's revision (a first dot),
+    # release: the member is not read again.
+    with django_assert_num_queries(9):
+        left = voting.vote(step, cmo.membership, choices[0].pk, 1)
+    assert left == session.votes_per_member - 1
+    assert SessionVote.objects.get().voter == cmo.user
+    with pytest.raises(SessionError, match="Observers watch the vote"):
+        voting.vote(step, observer.membership, choices[0].pk, 1)
+    assert SessionVote.objects.count() == 1
 
 
 def test_a_decide_step_walks_its_items_one_by_one(workshop, facilitator, cmo, choices):
