@@ -21,16 +21,28 @@ STATUS_COLOURS = {
 FONT = {"family": "-apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif", "size": 13}
 
 
-def _layout(**extra: Any) -> dict[str, Any]:
-    return {
-        "font": FONT,
-        "margin": {"l": 60, "r": 20, "t": 20, "b": 50},
-        "paper_bgcolor": "#ffffff",
-        "plot_bgcolor": "#ffffff",
-        "showlegend": True,
-        "legend": {"orientation": "h", "y": -0.2},
-        **extra,
-    }
+# What every figure's layout starts from, on the assumption pages and the Customers page alike.
+LAYOUT: dict[str, Any] = {
+    "font": FONT,
+    "margin": {"l": 60, "r": 20, "t": 20, "b": 50},
+    "paper_bgcolor": "#ffffff",
+    "plot_bgcolor": "#ffffff",
+    "showlegend": True,
+    "legend": {"orientation": "h", "y": -0.2},
+}
+
+
+def layout(*defaults: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A figure's layout: LAYOUT, then a page's own `defaults`, then the figure's `extra`.
+    Its axes make room for their tick labels (`automargin`): on a phone Plotly angles a
+    category axis's labels, and the last one must not run off the chart."""
+    merged = LAYOUT.copy()
+    for more in defaults:
+        merged.update(more)
+    merged.update(extra)
+    for axis in ("xaxis", "yaxis"):
+        merged[axis] = {"automargin": True, **merged.get(axis, {})}
+    return merged
 
 
 def _data_time(moment: dt.datetime | str) -> str:
@@ -179,7 +191,7 @@ def history_figure(
     xaxis = {"gridcolor": "#eef0f4", "type": "date", "title": {"text": "Customer data up to"}}
     return {
         "data": traces,
-        "layout": _layout(
+        "layout": layout(
             yaxis=yaxis,
             xaxis=xaxis,
             height=380,
@@ -273,7 +285,7 @@ def assumption_map_figure(assumptions: list[Assumption]) -> dict[str, Any]:
     ]
     return {
         "data": traces,
-        "layout": _layout(
+        "layout": layout(
             xaxis={**axis, "title": {"text": "Evidence (how much we know)"}},
             yaxis={**axis, "title": {"text": "Importance"}},
             shapes=shapes,

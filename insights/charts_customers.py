@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .charts import FONT
+from .charts import FONT, layout
 from .services.customer_panels import Loyalty, SideFunnel, period_label
 from .services.customers import PeriodFigures
 
@@ -20,21 +20,15 @@ COMPOSITION = {
     "dormant": ("Dormant (left)", "#b8bfcc"),
 }
 GRID = "#eef0f4"
-CONFIG_HEIGHT = 320
 
 
-def _layout(height: int = CONFIG_HEIGHT, **extra: Any) -> dict[str, Any]:
-    return {
-        "font": FONT,
-        "margin": {"l": 56, "r": 16, "t": 16, "b": 48},
-        "paper_bgcolor": "#ffffff",
-        "plot_bgcolor": "#ffffff",
-        "height": height,
-        "showlegend": True,
-        "legend": {"orientation": "h", "y": -0.22, "x": 0},
-        "hoverlabel": {"font": FONT},
-        **extra,
-    }
+# The page's figures are a little tighter than the assumption pages', their legend flush left.
+PAGE_LAYOUT: dict[str, Any] = {
+    "margin": {"l": 56, "r": 16, "t": 16, "b": 48},
+    "height": 320,
+    "legend": {"orientation": "h", "y": -0.22, "x": 0},
+    "hoverlabel": {"font": FONT},
+}
 
 
 def _x(start: Any) -> str:
@@ -73,7 +67,8 @@ def composition_figure(periods: list[PeriodFigures], period: str) -> dict[str, A
         )
     return {
         "data": traces,
-        "layout": _layout(
+        "layout": layout(
+            PAGE_LAYOUT,
             barmode="relative",
             xaxis={
                 "type": "date",
@@ -157,7 +152,8 @@ def loyalty_figure(series: Loyalty, period: str) -> dict[str, Any]:
         yaxis["rangemode"] = "tozero"
     return {
         "data": traces,
-        "layout": _layout(
+        "layout": layout(
+            PAGE_LAYOUT,
             height=240,
             showlegend=False,
             margin={"l": 48, "r": 12, "t": 8, "b": 32},
@@ -216,7 +212,8 @@ def funnel_figure(funnels: list[SideFunnel]) -> dict[str, Any]:
         )
     return {
         "data": traces,
-        "layout": _layout(
+        "layout": layout(
+            PAGE_LAYOUT,
             height=340,
             barmode="group",
             xaxis={"gridcolor": GRID},
@@ -231,23 +228,35 @@ def funnel_figure(funnels: list[SideFunnel]) -> dict[str, Any]:
 
 
 def p_alive_figure(histogram: list[dict[str, Any]]) -> dict[str, Any]:
-    """How many customers have each tenth of P(alive)."""
+    """How many customers have each tenth of P(alive): a bar per tenth on a 0–100 axis, whose
+    few ticks (every 20) stay apart on a phone, where ten "0–10" labels ran into each other."""
     return {
         "data": [
             {
                 "type": "bar",
-                "x": [f"{100 * row['low']:.0f}–{100 * row['high']:.0f}" for row in histogram],
+                "x": [round(50 * (row["low"] + row["high"]), 4) for row in histogram],
+                "width": [round(90 * (row["high"] - row["low"]), 4) for row in histogram],
                 "y": [row["customers"] for row in histogram],
+                "customdata": [
+                    f"{100 * row['low']:.0f}–{100 * row['high']:.0f}" for row in histogram
+                ],
                 "marker": {"color": BLUE},
-                "hovertemplate": "P(alive) %{x}%: %{y:,} customers<extra></extra>",
+                "hovertemplate": "P(alive) %{customdata}%: %{y:,} customers<extra></extra>",
                 "name": "Customers",
             }
         ],
-        "layout": _layout(
+        "layout": layout(
+            PAGE_LAYOUT,
             height=260,
             showlegend=False,
             margin={"l": 56, "r": 12, "t": 8, "b": 48},
-            xaxis={"title": {"text": "P(alive), %"}, "tickangle": 0, "type": "category"},
+            xaxis={
+                "title": {"text": "P(alive), %"},
+                "range": [0, 100],
+                "dtick": 20,
+                "gridcolor": GRID,
+                "zeroline": False,
+            },
             yaxis={"title": {"text": "Customers"}, "gridcolor": GRID},
         ),
     }
@@ -271,7 +280,8 @@ def segment_value_figure(segments: list[dict[str, Any]]) -> dict[str, Any]:
                 "name": "Value per customer",
             }
         ],
-        "layout": _layout(
+        "layout": layout(
+            PAGE_LAYOUT,
             height=260,
             showlegend=False,
             margin={"l": 64, "r": 12, "t": 8, "b": 40},
@@ -312,7 +322,8 @@ def holdout_figure(holdout: dict[str, Any]) -> dict[str, Any]:
                 "hovertemplate": "%{text}<br>Predicted: %{y:,.1f}<extra></extra>",
             },
         ],
-        "layout": _layout(
+        "layout": layout(
+            PAGE_LAYOUT,
             height=280,
             xaxis={"type": "date", "gridcolor": GRID},
             yaxis={

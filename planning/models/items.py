@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from ..wording import with_article
 from .plans import (
     Membership,
     Plan,
@@ -115,22 +116,23 @@ PARAM_LABELS: dict[str, str] = {
     "stage": "Stage",
 }
 
-# A test in one sentence, per metric: its parameters by name, {target} the comparison in words.
+# A test in one sentence, per metric: its parameters by name (`a_` before a name: the value after
+# "a" or "an", whichever it takes), {target} the comparison in words.
 TEST_SENTENCES: dict[str, str] = {
-    Metric.ACTIVE_CUSTOMERS: "The number of customers with a {event_type} event is {target}",
+    Metric.ACTIVE_CUSTOMERS: "The number of customers with {a_event_type} event is {target}",
     Metric.REPEAT_RATE: (
         "The share of new customers with another {event_type} event within {within_days} days "
         "of their first is {target}"
     ),
     Metric.CONVERSION_RATE: (
-        "The share of customers with a {from_event} event who have a {to_event} event within "
+        "The share of customers with {a_from_event} event who have {a_to_event} event within "
         "{within_days} days is {target}"
     ),
     Metric.CHURN_RATE: (
         "The share of customers inactive for {inactive_days} days or more (churned) is {target}"
     ),
     Metric.STAGE_REACH: "The share of active customers who reach the {stage} stage is {target}",
-    Metric.MEAN_VALUE: "The mean value of a {event_type} event is {target}",
+    Metric.MEAN_VALUE: "The mean value of {a_event_type} event is {target}",
     Metric.TOTAL_VALUE: "The total value of {event_type} events is {target}",
     Metric.NPS: "The Net Promoter Score of {event_type} events is {target}",
 }
@@ -139,9 +141,12 @@ ANY_ACTIVITY_SENTENCE = "The number of active customers is {target}"
 
 
 class _Unnamed(dict):
-    """A parameter the test does not name yet reads as an ellipsis, not as an error."""
+    """A parameter the test does not name yet reads as an ellipsis, not as an error; `a_name`
+    is the parameter after its article ("an ad_click")."""
 
     def __missing__(self, key: str) -> str:
+        if key.startswith("a_"):
+            return with_article(str(self[key.removeprefix("a_")]))
         return "…"
 
 

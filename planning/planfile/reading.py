@@ -19,6 +19,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from ..wording import with_article
 from . import sections
 from .loading import kind_of, quoted
 
@@ -204,7 +205,7 @@ class Entry:
         noun = self.places[name].rsplit(".", 1)[-1]
         if isinstance(form_field, forms.ChoiceField):
             choices = ", ".join(_choices(form_field))
-            return f"{quoted(value)} is not a {noun}; choose one of {choices}"
+            return f"{quoted(value)} is not {with_article(noun)}; choose one of {choices}"
         low, high = _bounds(form_field, _model_field(self.model, name))
         if isinstance(form_field, forms.DecimalField):
             takes = f"an amount ≥ {low or 0} with at most {form_field.decimal_places} decimals"

@@ -27,3 +27,30 @@
   document.addEventListener("htmx:afterSettle", function (e) { all(e.target); });
   document.addEventListener("change", function (e) { if (e.target.form) update(e.target.form); });
 })();
+
+// On a phone the plan's tabs scroll sideways in their bar: the current tab is brought into
+// view, and the bar names the side(s) where more tabs are (app.css fades that edge).
+(function () {
+  "use strict";
+  function mark(bar) {
+    var more = [];
+    if (bar.scrollLeft > 1) more.push("start");
+    if (bar.scrollLeft + bar.clientWidth < bar.scrollWidth - 1) more.push("end");
+    bar.dataset.more = more.join(" ");
+  }
+  function show(bar) {
+    var current = bar.querySelector("[aria-current=page]");
+    if (current && bar.scrollWidth > bar.clientWidth) {
+      // Centred in the bar, which alone scrolls (scrollIntoView could move the page too).
+      var edge = bar.getBoundingClientRect(), tab = current.getBoundingClientRect();
+      bar.scrollLeft += tab.left - edge.left - (edge.width - tab.width) / 2;
+    }
+    mark(bar);
+    bar.addEventListener("scroll", function () { mark(bar); }, {passive: true});
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var bars = document.querySelectorAll("[data-scrolling-tabs]");
+    bars.forEach(show);
+    window.addEventListener("resize", function () { bars.forEach(mark); });
+  });
+})();

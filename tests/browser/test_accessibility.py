@@ -161,6 +161,7 @@ def site(plan, cmo, cio, facilitator, observer, staff) -> Site:
             "import to check": f"{base}/data/{draft.pk}/",
             "import with errors": f"{base}/data/{record.pk}/",
             "event map": f"{base}/event-map/",
+            "data source": f"{base}/data-source/",
             "members": f"{base}/members/",
             "members, as the facilitator": f"{base}/members/",
             "activity": f"{base}/activity/",
@@ -201,6 +202,7 @@ PAGES = [
     "import to check",
     "import with errors",
     "event map",
+    "data source",
     "members",
     "members, as the facilitator",
     "activity",
@@ -345,11 +347,15 @@ MAIN_PAGES = [
     "plan list",
     "customers",
     "assumption map",
+    "imports",
     "import with errors",
+    "event map",
+    "data source",
     "members",
     "activity",
     "workshops",
     "workshop room",
+    "settings",
 ]
 
 # The elements that stick out on the right of the screen, to name them when a page is too wide.
