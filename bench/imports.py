@@ -2,8 +2,12 @@
 
 Generates a 1,000,000-row events CSV, then on a scratch database `outside_in_bench` times
 `run_import` (in a child process, whose peak memory is read from the kernel) and `psql \\copy`
-of the same file into a bare table with the same columns, and prints both with their ratio.
-Targets are printed next to the figures, never asserted.
+of the same file into two tables: one with the events' indexes (made `LIKE insights_event`, so
+the primary key, the unique dedupe index and the metric index are the migrations' own), and a
+bare one with the same columns. It prints the three with both ratios. The target is the indexed
+one (issue #14: the import within 1.5x of what PostgreSQL itself takes to fill such a table);
+the bare-table ratio is the long-term aim, for a storage design that does not maintain B-trees
+row by row. Targets are printed next to the figures, never asserted.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python -m bench imports
 
@@ -31,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 DB_NAME = "outside_in_bench"
-TARGET_RATIO = 2.0
+TARGET_INDEXED_RATIO = 1.5
+AIM_BARE_RATIO = 2.0
 TARGET_PEAK_MB = 300
 HEADER = "customer_id,occurred_at,event_type,value,segment,channel,event_id\n"
 RAW_TABLE = (
@@ -119,13 +124,40 @@ def _psql(settings: Any) -> list[str]:
     return [*base, "-U", settings["USER"] or "postgres"]
 
 
-def _psql_copy(settings: Any, path: Path) -> float:
+# The events table's columns, constraints and indexes, as the migrations made them; what the file
+# has no column for takes the value an import gives: its plan and import, no attributes, and a
+# dedupe key as scattered as a hash.
+INDEXED_TABLE = (
+    "CREATE TABLE bench_indexed (LIKE insights_event INCLUDING ALL); "
+    "ALTER TABLE bench_indexed ALTER plan_id SET DEFAULT 1, "
+    "ALTER source_import_id SET DEFAULT 1, ALTER attributes SET DEFAULT '{}', "
+    "ALTER dedupe_key SET DEFAULT gen_random_uuid()"
+)
+INDEXES = "SELECT indexdef FROM pg_indexes WHERE tablename = 'bench_indexed' ORDER BY indexname"
+COLUMNS = HEADER.strip()
+
+
+def _psql_copy(settings: Any, path: Path, table: str, create: str) -> float:
+    """Seconds of `\\copy` of the file into `table`, made by `create` first."""
     env = {**os.environ, "PGPASSWORD": settings["PASSWORD"] or ""}
     base = _psql(settings)
-    subprocess.run([*base, "-c", RAW_TABLE], env=env, check=True)
+    subprocess.run([*base, "-c", create], env=env, check=True)
     started = time.perf_counter()
-    subprocess.run([*base, "-c", f"\\copy bench_raw FROM '{path}' CSV HEADER"], env=env, check=True)
+    copy = f"\\copy {table} ({COLUMNS}) FROM '{path}' CSV HEADER"
+    subprocess.run([*base, "-c", copy], env=env, check=True)
     return time.perf_counter() - started
+
+
+def _indexes(settings: Any) -> list[str]:
+    """The indexed table's indexes as read from the catalog: "unique btree (plan_id, …)"."""
+    env = {**os.environ, "PGPASSWORD": settings["PASSWORD"] or ""}
+    found = subprocess.run(
+        [*_psql(settings), "-At", "-c", INDEXES], env=env, check=True, capture_output=True
+    )
+    return [
+        ("unique " if " UNIQUE " in definition else "") + definition.split(" USING ", 1)[1]
+        for definition in found.stdout.decode().splitlines()
+    ]
 
 
 FLOOR_TABLES = (
@@ -192,13 +224,14 @@ def main() -> int:
             setup, _ = _child(["setup", str(path)], env)
             first, peak = _child(["import", str(setup["first"])], env)
             again, _ = _child(["import", str(setup["again"])], env)
-            copy_seconds = _psql_copy(admin, path)
+            copy_seconds = _psql_copy(admin, path, "bench_raw", RAW_TABLE)
+            indexed_seconds = _psql_copy(admin, path, "bench_indexed", INDEXED_TABLE)
+            indexes = _indexes(admin)
             floor_staged, floor_inserted = _pipeline_floor(admin, path)
             plan_file, _ = _child(["planfile", "-"], env)
         finally:
             _drop(admin)
     seconds = first["seconds"]
-    ratio = seconds / copy_seconds
     print(
         f"run_import:  {seconds:.2f}s, {rows / seconds:,.0f} rows/s "
         f"({first['status']}: {first['imported']:,} imported)"
@@ -208,15 +241,25 @@ def main() -> int:
             f"  of which:  {first['read']:.2f}s reading, checking and storing alongside, "
             f"{first['stored']:.2f}s finishing the store"
         )
-    print(f"psql \\copy:  {copy_seconds:.2f}s, {rows / copy_seconds:,.0f} rows/s (bare table)")
     print(
-        f"ratio:       {ratio:.2f}x   (target ≤ {TARGET_RATIO:.0f}x: {_met(ratio <= TARGET_RATIO)})"
+        f"psql \\copy:  {indexed_seconds:.2f}s, {rows / indexed_seconds:,.0f} rows/s into a table "
+        f"with the events' indexes: {'; '.join(indexes)}"
+    )
+    print(f"             {copy_seconds:.2f}s, {rows / copy_seconds:,.0f} rows/s into a bare table")
+    indexed, bare = seconds / indexed_seconds, seconds / copy_seconds
+    print(
+        f"ratio:       {indexed:.2f}x the indexed \\copy   (target ≤ {TARGET_INDEXED_RATIO}x: "
+        f"{_met(indexed <= TARGET_INDEXED_RATIO)})"
+    )
+    print(
+        f"             {bare:.2f}x the bare \\copy      (long-term aim ≤ {AIM_BARE_RATIO:.0f}x, "
+        f"for a storage that does not keep B-trees row by row: {_met(bare <= AIM_BARE_RATIO)})"
     )
     floor = floor_staged + floor_inserted
     print(
         f"floor:       {floor:.2f}s = \\copy into a staging table {floor_staged:.2f}s + "
         f"INSERT … SELECT into a table with only a primary key {floor_inserted:.2f}s: "
-        f"{floor / copy_seconds:.2f}x \\copy before any check, dedupe or index"
+        f"{floor / copy_seconds:.2f}x the bare \\copy before any check, dedupe or index"
     )
     print(
         f"peak memory: {peak / 2**20:.0f} MB   (target < {TARGET_PEAK_MB} MB: "
@@ -266,6 +309,8 @@ def largest_plan_file(limits: Any) -> dict[str, Any]:
         role = ROLES[i % len(ROLES)]
         unit = {"business_unit": f"Unit {i % 7}"} if role == "bu_leader" else {}
         members.append({"username": username, "role": role, **unit})
+    # An observer owns nothing (the board's forms refuse one): owners are the other members.
+    owners = [m["username"] for m in members if m["role"] != "observer"]
     count = limits.PLANFILE_MAX_CHOICES
     per_choice = limits.PLANFILE_MAX_ASSUMPTIONS // count
     titles = [f"Choice {c:03d}: grow the repeat business of segment {c % 11}" for c in range(count)]
@@ -289,7 +334,7 @@ def largest_plan_file(limits: Any) -> dict[str, Any]:
                     "statement": f"Assumption {a} of choice {c}: customers do as the plan expects",
                     "importance": 1 + (c + a) % 5,
                     "evidence": 1 + (c * a) % 5,
-                    "owner": users[(c + a) % len(users)],
+                    "owner": owners[(c + a) % len(owners)],
                     "test": test,
                 }
             )
@@ -299,7 +344,7 @@ def largest_plan_file(limits: Any) -> dict[str, Any]:
                 "stages": [stages[(c + k) % len(stages)] for k in (0, 7, 19)],
                 "status": ["proposed", "adopted", "rejected", "retired"][c % 4],
                 "horizon": ["now", "next", "later"][c % 3],
-                "owner": users[c % len(users)],
+                "owner": owners[c % len(owners)],
                 "business_unit": f"Unit {c % 7}",
                 "rationale": "Repeat buyers are worth three times first-time buyers. " * 4,
                 "assumptions": assumptions,
@@ -429,7 +474,7 @@ def _child_main(command: str, argument: str) -> None:
             if "read and checked" in str(record.msg):
                 phases.append(tuple(record.args or ()))
 
-    engine_log = logging.getLogger("insights.services.imports")
+    engine_log = logging.getLogger("insights.services.imports.engine")
     engine_log.addHandler(Phases())
     engine_log.setLevel(logging.INFO)
     engine_log.propagate = False

@@ -11,7 +11,8 @@ from django.utils.safestring import SafeString
 from .metrics.spark import OPTIONAL, REQUIRED
 from .metrics.spark import TABLE as SPARK_TABLE
 from .models import EVENT_FIELDS, Import, PlanDataSource
-from .services.imports import REQUIRED_FIELDS, check_width
+from .services.imports.csvfiles import check_width
+from .services.imports.rows import REQUIRED_FIELDS
 
 FIELD_LABELS = {
     "customer_id": "Customer id (required)",
@@ -118,7 +119,9 @@ class DataSourceForm(forms.ModelForm):
         fields = ["engine", "url", "table", "columns", "token_env"]
         labels = {"engine": "Where the events live", "columns": "Column names"}
         help_texts = {
-            "url": "The cluster's Spark Connect address, e.g. sc://spark.example.com:15002.",
+            "url": "The cluster's Spark Connect address, e.g. sc://spark.example.com:15002; "
+            "add /;use_ssl=true for a cluster that takes TLS (a token travels only over TLS, or "
+            "to localhost).",
             "table": "A table (catalog.schema.events) or a path: parquet.`/data/events`.",
             "columns": 'Only where the table names a column differently, e.g. {"occurred_at": '
             '"ts", "event_type": "kind"}. The columns are customer_id, occurred_at, '

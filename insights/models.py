@@ -27,10 +27,15 @@ EVENT_FIELDS = [
 ]
 
 
-def identity_digest(raw: bytes) -> bytes:
-    """An event's dedupe key, as bytes: the first 128 bits of the SHA-256 of what identifies it.
-    The import engine writes it as hex; Event.identity returns it as a UUID."""
-    return hashlib.sha256(raw).digest()[:16]
+def identity_digest(event_id: str | None, content: bytes, occurrence: int) -> bytes:
+    """An event's dedupe key (DOMAIN §4), as bytes: the first 128 bits of the SHA-256 of its
+    `event_id` when the source gives one, else of its `content` (the JSON text of every mapped
+    column and attribute, as read, as `json.dumps(sort_keys=True, ensure_ascii=False)` writes it,
+    UTF-8) and how many identical rows came before it in its file. The one definition of an
+    event's identity: Event.identity returns it as a UUID, the import engine writes it as hex."""
+    if event_id:
+        return hashlib.sha256(("id\x1f" + event_id).encode()).digest()[:16]
+    return hashlib.sha256(b"row\x1f" + content + f"\x1f{occurrence}".encode()).digest()[:16]
 
 
 def import_upload_path(instance: Import, filename: str) -> str:
@@ -251,15 +256,8 @@ class Event(models.Model):
         """The dedupe key (DOMAIN §4): by `event_id` when the source gives one, else by the row's
         whole content (every mapped column and attribute, as read) and how many identical rows
         came before it in the same file."""
-        if event_id:
-            raw = "id\x1f" + event_id
-        else:
-            raw = (
-                "row\x1f"
-                + json.dumps(content, sort_keys=True, ensure_ascii=False)
-                + f"\x1f{occurrence}"
-            )
-        return uuid.UUID(bytes=identity_digest(raw.encode()))
+        text = "" if event_id else json.dumps(content, sort_keys=True, ensure_ascii=False)
+        return uuid.UUID(bytes=identity_digest(event_id, text.encode(), occurrence))
 
 
 class PlanRetest(models.Model):

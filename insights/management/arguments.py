@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from insights.services.rows import parse_occurred_at
+from insights.services.imports.dates import parse_occurred_at
 from planning.models import Plan
 
 

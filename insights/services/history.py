@@ -31,7 +31,6 @@ from ..metrics import MetricError, first_event_at, latest_event_at, measure_seri
 from ..models import AssumptionHistory
 from ..periods import last_moment, next_period_start, period_start
 from .sources import plan_engine
-from .versions import data_changed  # noqa: F401  (to go: imports/engine.py still calls it here)
 
 log = logging.getLogger(__name__)
 

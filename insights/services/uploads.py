@@ -26,7 +26,8 @@ from ..metrics import latest_event_at
 from ..models import Event, Import
 from . import clv_jobs, history
 from .imports import FileRejected, Preview, create_import, preview_file
-from .sinks import PLAN_EVENTS_LOCK
+from .imports.sinks import PLAN_EVENTS_LOCK
+from .versions import data_changed
 
 
 def upload_import(plan: Plan, upload: IO[bytes], name: str, *, user: Any = None) -> Import:
@@ -169,7 +170,7 @@ def undo_import(record: Import, *, user: Any = None) -> Undone | None:
         events, _ = Event.objects.filter(source_import_id=record.pk).delete()
         as_of_after = latest_event_at(record.plan_id)
         if events:
-            history.data_changed(record.plan_id)
+            data_changed(record.plan_id)
             history.request_plan_history(record.plan_id)
             clv_jobs.request_default_value(record.plan_id)
         plan = Plan.objects.get(pk=record.plan_id)

@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from insights import demo
 from insights.models import Import
-from insights.services.imports import CsvWriter, neutralise
+from insights.services.imports.csvfiles import CsvWriter, neutralise
 
 PAYLOAD = "x;=cmd|' /C calc'!A0"
 FORMULA_CHARACTERS = ("=", "+", "-", "@", "\t", "\r")
@@ -134,5 +134,5 @@ def test_every_csv_the_app_writes_goes_through_one_writer():
         if re.search(r"\bcsv\.(writer|DictWriter)\(", line)
     ]
     assert writers == [
-        "insights/services/csvfiles.py: self.writer = csv.writer(text, quoting=csv.QUOTE_ALL)"
+        "insights/services/imports/csvfiles.py: self.writer = csv.writer(text, quoting=csv.QUOTE_ALL)"
     ]

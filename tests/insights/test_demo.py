@@ -17,10 +17,12 @@ from django.db.models import Max, Min
 from django.test import Client
 
 from insights import demo
-from insights.models import Event, Import
+from insights.models import EVENT_FIELDS, Event, Import
+from insights.services.imports import create_import, run_import
 from lifecycle.models import DEFAULT_STAGES, EventMapping
 from planning.models import Assumption, Comparator, Metric, Plan, Role
 from planning.planfile import export_plan
+from planning.services import create_plan
 
 SMALL = 150  # customers: a few thousand events, enough to check the loading quickly
 # The verdicts of the demo's 31 tests as of its latest event (see the plan's statements).
@@ -275,6 +277,27 @@ def test_the_events_are_kept_as_an_import_with_their_file():
     event = plan.events.get(event_id=rows[0]["event_id"])
     assert dt.datetime.fromisoformat(rows[0]["occurred_at"]) == event.occurred_at
     assert rows[0]["customer_id"] == event.customer_id
+
+
+STORED_FIELDS = [*EVENT_FIELDS, "attributes", "dedupe_key"]
+
+
+@pytest.mark.django_db
+def test_the_events_are_what_importing_their_file_gives():
+    """The demo stores its events through the import's own row rules and storage: importing
+    its kept file into another plan gives the same events, identities and all."""
+    plan = demo.load_demo(customers=SMALL).plan
+    kept = Import.objects.get(plan=plan)
+    other = create_plan("Northwind again", "northwind-again")
+    with kept.file.open("rb") as stored:
+        again = create_import(other, stored, "again.csv")
+    assert run_import(again.pk).rows_imported == kept.rows_imported  # type: ignore[union-attr]
+
+    def stored_events(of: Plan) -> list[tuple]:
+        return sorted(Event.objects.filter(plan=of).values_list(*STORED_FIELDS))
+
+    assert stored_events(plan) == stored_events(other)
+    assert len(stored_events(plan)) == kept.rows_imported > 1000
 
 
 @pytest.mark.django_db

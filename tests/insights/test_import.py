@@ -23,18 +23,20 @@ from django.db import connection
 from django.utils import timezone
 
 from insights.models import Event, Import
-from insights.services import csvfiles, sinks
-from insights.services import imports as services
-from insights.services import rows as row_checks
 from insights.services.imports import (
     FileRejected,
     create_import,
+    csvfiles,
     mark_stalled_imports,
     preview_file,
+    progress,
     progress_key,
     read_progress,
+    reading,
     run_import,
+    sinks,
 )
+from insights.services.imports import rows as row_checks
 
 pytestmark = pytest.mark.django_db
 
@@ -308,12 +310,13 @@ def test_numbers_that_are_fine(plan):
 
 
 def test_several_errors_on_one_row(plan):
+    """Every field's reason, in DOMAIN §4's order of the fields."""
     record = load(plan, HEADER + ",yesterday,,x1,,\n")
     nothing_imported(record, 1, 1)
     assert record.errors == [
         error(2, "customer_id", "", "is empty"),
-        error(2, "event_type", "", "is empty"),
         error(2, "occurred_at", "yesterday", DATE_REASON),
+        error(2, "event_type", "", "is empty"),
         error(2, "value", "x1", NUMBER_REASON),
     ]
 
@@ -790,12 +793,12 @@ def test_progress_is_written_while_importing(plan, monkeypatch):
         seen.append((key, value))
         return real_set(key, value, *args, **kwargs)
 
-    monkeypatch.setattr(services, "PROGRESS_EVERY_SECONDS", 0)
-    monkeypatch.setattr(services, "PROGRESS_EVERY_ROWS", 1)
+    monkeypatch.setattr(progress, "PROGRESS_EVERY_SECONDS", 0)
+    monkeypatch.setattr(progress, "PROGRESS_EVERY_ROWS", 1)
     monkeypatch.setattr(backend, "set", spy)
     record = load(plan, HEADER + ROWS)
-    progress = [value for key, value in seen if key == progress_key(record.pk)]
-    assert progress and progress[-1]["rows"] >= 1
+    written = [value for key, value in seen if key == progress_key(record.pk)]
+    assert written and written[-1]["rows"] >= 1
     assert cache.get(progress_key(record.pk)) is None  # cleared at the end
 
 
@@ -884,7 +887,7 @@ def test_an_unexpected_failure_is_failed_and_retryable(plan, monkeypatch):
 @pytest.fixture
 def tiny_batches(monkeypatch):
     """Batches of 4 rows, parsed 2 at a time: a small file crosses many batches."""
-    monkeypatch.setattr(services, "WRITE_BATCH_ROWS", 2)
+    monkeypatch.setattr(reading, "WRITE_BATCH_ROWS", 2)
     monkeypatch.setattr(sinks.PostgresSink, "batch_rows", 4)
     monkeypatch.setattr(sinks.BatchSink, "batch_rows", 4)
 

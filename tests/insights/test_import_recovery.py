@@ -29,8 +29,8 @@ from insights.models import (
 )
 from insights.services.digests import build_digest, data_moved
 from insights.services.imports import create_import, run_import
+from insights.services.imports.dates import DATE_REASON, DateHint, parse_occurred_at
 from insights.services.retests import retest_plan, run_plan_retest, start_plan_retest
-from insights.services.rows import DATE_REASON, DateHint, parse_occurred_at
 from insights.services.uploads import UndoRefused, import_valid_rows, undo_import
 from lifecycle.models import EventMapping
 from lifecycle.services import map_event_types

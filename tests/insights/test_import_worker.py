@@ -27,8 +27,14 @@ from django.db import connection, connections
 from config.celery import app
 from insights import tasks
 from insights.models import Event, Import
-from insights.services import imports as services
-from insights.services.imports import create_import, mark_stalled_imports, progress_key, run_import
+from insights.services.imports import (
+    create_import,
+    mark_stalled_imports,
+    progress,
+    progress_key,
+    read_progress,
+    run_import,
+)
 from tests.conftest import REQUIRE_SERVICES, need_service
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -126,7 +132,7 @@ def test_a_celery_worker_imports_a_file(plan, worker):
         "",
     )
     assert Event.objects.filter(source_import=record).count() == 500
-    assert services.read_progress(done)["fraction"] == 1.0
+    assert read_progress(done)["fraction"] == 1.0
     assert cache.get(progress_key(record.pk)) is None
 
 
@@ -210,7 +216,7 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_retry_imports_once(
     try:
         tasks.import_events.delay(record.pk)
         try:
-            progress = wait_for(
+            rows_read = wait_for(
                 lambda: (cache.get(progress_key(record.pk)) or {}).get("rows"),
                 what="the worker to start reading rows",
             )
@@ -220,12 +226,12 @@ def test_a_worker_killed_mid_import_leaves_nothing_and_the_retry_imports_once(
         process.wait(30)
     finally:
         _stop(process)
-    assert 0 < progress < total
+    assert 0 < rows_read < total
     assert Event.objects.count() == 0  # its transaction was never committed
     record.refresh_from_db()
     assert record.status == "running"
 
-    monkeypatch.setattr(services, "STALE_AFTER_SECONDS", 1)
+    monkeypatch.setattr(progress, "STALE_AFTER_SECONDS", 1)
     wait_for(mark_stalled_imports, what="the import to be marked stalled", seconds=10)
     record.refresh_from_db()
     assert record.status == "failed"

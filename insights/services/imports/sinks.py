@@ -1,9 +1,10 @@
-"""Where an import's valid rows go: PostgreSQL takes them by `COPY` into a staging table and one
-`INSERT` of what the plan does not hold yet; SQLite (the embedded default) by batched inserts.
+"""Storing events, the one way: an import's valid rows and the demo's events alike. PostgreSQL
+takes them by `COPY` into a staging table and one `INSERT` of what the plan does not hold yet;
+SQLite (the embedded default) by batched inserts.
 
-A sink has `batch_rows`, `prepare(rows)` that turns a block of parsed rows into what it stores,
-`open(beat)` that yields a `write(chunks)` for a batch of prepared blocks, and `inserted` once
-closed. The import's transaction is the caller's.
+A sink has `batch_rows`, `prepare(rows)` that turns a block of rows (`rows.STORED`, as
+`Columns.parse` gives them) into what it stores, `open(beat)` that yields a `write(chunks)` for a
+batch of prepared blocks, and `inserted` once closed. The transaction is the caller's.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 
-from ..models import Event, Import
-from .csvfiles import Beat
-from .rows import NO_ATTRIBUTES, parse_occurred_at
+from ...models import Event, Import
+from .dates import parse_occurred_at
+from .progress import Beat
+from .rows import NO_ATTRIBUTES, STORED
 
 SQLITE_BATCH = 5000
 LOCK_POLL_SECONDS = 0.2
@@ -28,7 +30,7 @@ LOCK_POLL_SECONDS = 0.2
 # and that undoing an import takes too.
 PLAN_EVENTS_LOCK = 7310
 
-STAGED = "customer_id, occurred_at, event_type, value, segment, channel, event_id, attributes, dedupe_key"
+STAGED = ", ".join(STORED)
 
 
 def _copy_escape(text: str) -> str:
@@ -180,3 +182,8 @@ class BatchSink:
 
         yield write
         self.inserted = Event.objects.filter(source_import_id=self.record.pk).count()
+
+
+def sink_for(record: Import) -> PostgresSink | BatchSink:
+    """The sink for the database in use, storing into the import's plan as the import's."""
+    return (PostgresSink if connection.vendor == "postgresql" else BatchSink)(record)

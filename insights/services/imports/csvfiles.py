@@ -1,6 +1,7 @@
-"""Customer-data files: reading them (sniffing, bounded lines and columns, the preview), checking
-their rows against DOMAIN §4, and writing CSV that no spreadsheet runs as a formula. No database
-work here: the import engine (`imports`) stores what this reads."""
+"""Customer-data files as CSV: reading them (the encoding, the delimiter, bounded lines, rows and
+columns, each row with its line number; the preview) and writing CSV that no spreadsheet runs as a
+formula. No database work here: `reading` turns the rows into checked batches, `sinks` stores
+them."""
 
 from __future__ import annotations
 
@@ -12,26 +13,18 @@ import logging
 import re
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
 from django.core.files.base import File
 
-from ..models import EVENT_FIELDS, Import
+from ...models import EVENT_FIELDS, Import
 
 log = logging.getLogger(__name__)
 
-REQUIRED_FIELDS = ["customer_id", "occurred_at", "event_type"]
-FIELD_LIMITS = {
-    "customer_id": 200,
-    "event_type": 100,
-    "segment": 100,
-    "channel": 100,
-    "event_id": 200,
-}
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 MAX_ERRORS_SHOWN = 1000
 READ_BLOCK_BYTES = 1024 * 1024
@@ -68,19 +61,6 @@ class Preview:
     @property
     def delimiter_name(self) -> str:
         return DELIMITERS[self.delimiter]
-
-
-@dataclass
-class ImportResult:
-    rows_read: int = 0
-    rows_valid: int = 0
-    rows_imported: int = 0
-    rows_rejected: int = 0
-    errors: list[RowError] = field(default_factory=list)
-
-    @property
-    def rows_duplicate(self) -> int:
-        return self.rows_valid - self.rows_imported
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,6 +403,3 @@ class RejectedRows:
 
     def close(self) -> None:
         self.text.close()
-
-
-Beat = Callable[..., None]
