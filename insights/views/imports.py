@@ -24,7 +24,7 @@ from ..metrics import MetricError
 from ..models import Event, Import
 from ..services.customer_panels import filter_options
 from ..services.imports import FileRejected, preview_file, read_progress
-from ..services.sources import plan_engine
+from ..services.sources import plan_engine, spark_record
 from ..services.uploads import (
     UndoRefused,
     check_draft,
@@ -66,6 +66,7 @@ def imports(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
             "refused": refused,
             "imports": history,
             "max_bytes": settings.IMPORT_MAX_BYTES,
+            "spark": spark_record(plan),
         },
         status=400 if form.errors or refused else 200,
     )

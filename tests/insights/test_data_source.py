@@ -266,3 +266,12 @@ def test_the_token_joins_the_address_parameters(url, expected):
 
     assert connect_url(DataSource(url, "events", "t0k")) == expected
     assert connect_url(DataSource(url, "events")) == url
+
+
+def test_the_imports_page_of_a_spark_plan_says_its_imports_are_not_used(plan, facilitator):
+    url = reverse("insights:imports", args=[plan.slug])
+    assert 'id="imports-unused"' not in facilitator.client.get(url).text
+    PlanDataSource.objects.create(plan=plan, engine="spark", url="sc://x:15002", table="lake.ev")
+    page = facilitator.client.get(url).text
+    assert "read from <code>lake.ev</code> on its Spark cluster" in page
+    assert "no figure uses it while the" in page
