@@ -37,6 +37,7 @@ urlpatterns = [
     # The Customers page (DOMAIN §8, §9); its sub-pages are the imports and the event map above.
     path("<slug:slug>/customers/", customers.customers, name="customers"),
     path("<slug:slug>/customers/stages/", customers.board_stage_strip, name="stage_strip"),
+    path("<slug:slug>/customers/read-again/", customers.customers_read_again, name="read_again"),
     path(
         "<slug:slug>/customers/assumption/",
         customers.customers_assumption,

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -49,11 +50,24 @@ def spark_record(plan: Plan) -> PlanDataSource | None:
 
 def freshness(plan: Plan) -> str:
     """What else dates a plan's figures beside its data version: nothing for imported events; for a
-    Spark source, the source and the current SPARK_FRESH_SECONDS interval."""
+    Spark source, the source, the current SPARK_FRESH_SECONDS interval and when a member last
+    asked to read them again (`read_again`)."""
     record = spark_record(plan)
     if record is None:
         return ""
-    return f":spark:{record.pk}:{int(time.time() // SPARK_FRESH_SECONDS)}"
+    asked = cache.get(_asked_key(plan.pk), 0)
+    return f":spark:{record.pk}:{int(time.time() // SPARK_FRESH_SECONDS)}:{asked}"
+
+
+def read_again(plan: Plan) -> None:
+    """Read the plan's figures from its cluster again at the next look, whatever is kept (the
+    customer's table changed: Outside-In cannot hear of it)."""
+    # The moment asked, kept longer than an interval: when it goes, the interval has moved on.
+    cache.set(_asked_key(plan.pk), time.time_ns(), SPARK_FRESH_SECONDS * 2)
+
+
+def _asked_key(plan_id: int) -> str:
+    return f"spark-read-again:{plan_id}"
 
 
 def data_source_of(plan: Plan) -> PlanDataSource:

@@ -12,7 +12,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
 
 from planning.http import AuthenticatedHttpRequest
 from planning.models import Assumption, Membership, Metric, Period, Plan
@@ -46,7 +47,7 @@ from ..services.customers import (
     compute_customers,
     stage_types,
 )
-from ..services.sources import SPARK_FRESH_SECONDS, plan_engine, spark_record
+from ..services.sources import SPARK_FRESH_SECONDS, plan_engine, read_again, spark_record
 from ..templatetags.customers import strip_context
 from .customer_filters import CustomersFilter, Settings
 from .customer_value import value_context
@@ -129,6 +130,8 @@ def _customers_page(
     if request.htmx and request.GET.get("part") == "value":
         context.update(value_context(plan, settings))
         return render(request, "insights/customers.html#value", context)
+    if spark:  # when these figures were read from the cluster (kept with them)
+        context["read_at"] = remembered(plan, "read-at", settings, timezone.now)
     try:
         context.update(_figures_context(plan, settings, options, membership.can_edit, plan.slug))
     except CustomersError as error:
@@ -462,6 +465,19 @@ def _funnel_summary(sides: list[SideFunnel]) -> str:
 
 # What the picker passes on to the new-assumption form, and nothing else.
 PASSED_ON = ("statement", *Assumption.TEST_FIELDS)
+
+
+@require_POST
+@login_required
+def customers_read_again(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
+    """"Read again now": the figures of a Spark plan from its cluster at once, not in up to
+    SPARK_FRESH_SECONDS (its table has changed). Members who edit may ask."""
+    plan, membership = get_plan_for_user(request.user, slug)
+    require_editor(membership)
+    read_again(plan)
+    query = request.POST.get("query", "")
+    url = reverse("insights:customers", args=[plan.slug])
+    return redirect(f"{url}?{query}" if query else url)
 
 
 @require_GET

@@ -120,6 +120,12 @@ def test_the_customers_page_from_spark_equals_the_same_events_imported(
     assert 'id="customer-figures"' in figures
     assert "on the plan's" in figures and "Spark cluster" in figures
     assert "every 15 minutes" in figures
+    # "Read again now": the next look reads the cluster again, the same filters kept.
+    again_url = reverse("insights:read_again", args=[plan.slug])
+    asked = cmo.client.post(again_url, {"query": "period=week&segment=smb"})
+    assert asked.status_code == 302 and asked["Location"] == f"{url}?period=week&segment=smb"
+    assert shown(cmo, plan, QUERIES[0], lazily=True) == on_spark[0]
+    assert len(opened) == len(QUERIES) + 1
 
 
 def test_the_board_strip_and_the_preview_from_spark(
@@ -247,3 +253,10 @@ def test_the_event_map_lists_the_types_on_the_cluster(
     assert down.status_code == 200
     assert "The event types in the data cannot be read right now" in down.text
     assert sorted(row["event_type"] for row in down.context["rows"]) == sorted(MAP)
+
+
+def test_only_members_who_edit_may_ask_to_read_again(plan, observer, cmo):
+    url = reverse("insights:read_again", args=[plan.slug])
+    assert observer.client.post(url).status_code == 403
+    assert cmo.client.get(url).status_code == 405
+    assert cmo.client.post(url).status_code == 302
