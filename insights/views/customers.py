@@ -470,8 +470,8 @@ PASSED_ON = ("statement", *Assumption.TEST_FIELDS)
 @require_POST
 @login_required
 def customers_read_again(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
-    """"Read again now": the figures of a Spark plan from its cluster at once, not in up to
-    SPARK_FRESH_SECONDS (its table has changed). Members who edit may ask."""
+    """Read a Spark plan's figures from its cluster again at once ("Read again now"), not in up
+    to SPARK_FRESH_SECONDS: its table has changed. Members who edit may ask."""
     plan, membership = get_plan_for_user(request.user, slug)
     require_editor(membership)
     read_again(plan)
