@@ -129,27 +129,8 @@ def main() -> int:
 @contextlib.contextmanager
 def _database(url: str) -> Iterator[str]:
     """The scratch database, dropped at the end unless BENCH_KEEP=1."""
-    if os.environ.get("BENCH_KEEP") != "1":
-        with scratch_database(url, DB_NAME) as bench_url:
-            yield bench_url
-        return
-    import dj_database_url
-    import psycopg
-
-    admin = dj_database_url.parse(url)
-    with psycopg.connect(
-        host=admin["HOST"] or None,
-        port=admin["PORT"] or None,
-        user=admin["USER"] or None,
-        password=admin["PASSWORD"] or None,
-        dbname=admin["NAME"],
-        autocommit=True,
-    ) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    bench_url = url.rsplit("/", 1)[0] + "/" + DB_NAME
-    yield bench_url
-    print(f"kept:        {bench_url} (BENCH_KEEP=1)")
+    with scratch_database(url, DB_NAME, keep=os.environ.get("BENCH_KEEP") == "1") as bench_url:
+        yield bench_url
 
 
 def _run_child(size: int, bench_url: str, server: Any, tmp: Path) -> tuple[int, dict | None]:

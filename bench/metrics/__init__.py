@@ -49,10 +49,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
 @contextlib.contextmanager
-def scratch_database(url: str, name: str) -> Iterator[str]:
-    """A new empty database `name` on the server of `url`; its URL; dropped at the end, always.
+def scratch_database(url: str, name: str, *, keep: bool = False) -> Iterator[str]:
+    """A new empty database `name` on the server of `url`; its URL; dropped at the end unless
+    `keep` (then it is said where it stays).
 
-    Also used by the board benchmark."""
+    Also used by the board and Spark benchmarks."""
     import dj_database_url
     import psycopg
 
@@ -71,10 +72,14 @@ def scratch_database(url: str, name: str) -> Iterator[str]:
 
     run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     run(f"CREATE DATABASE {name}")
+    scratch = url.rsplit("/", 1)[0] + "/" + name
     try:
-        yield url.rsplit("/", 1)[0] + "/" + name
+        yield scratch
     finally:
-        run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if keep:
+            print(f"kept:        {scratch}")
+        else:
+            run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def postgres_url(bench: str) -> str | None:

@@ -289,6 +289,17 @@ def board_strip(plan: Plan, *, wait: bool = True) -> Strip | None:
     return strip
 
 
+def strip_context(plan: Plan, strip: Strip | None) -> dict[str, Any]:
+    """What _stage_strip.html draws at the head of the board: the strip, or (None) that it is
+    being read, which the board then asks for (insights:stage_strip)."""
+    return {
+        "plan": plan,
+        "strip": strip,
+        "rows": [{"tile": tile, "link": ""} for tile in strip.tiles] if strip else [],
+        "on_board": True,
+    }
+
+
 # --- tests behind figures ("Make this an assumption") -------------------------------------------
 
 

@@ -10,7 +10,7 @@ from django import template
 
 from planning.models import Plan
 
-from ..services.customer_panels import Strip, board_strip
+from ..services.customer_panels import board_strip, strip_context
 
 register = template.Library()
 
@@ -21,15 +21,6 @@ def stage_strip(plan: Plan) -> dict[str, Any]:
     version: one query when cached). From a Spark cluster and not cached yet, the board asks
     for it apart (insights:stage_strip) and shows meanwhile that it is being read."""
     return strip_context(plan, board_strip(plan, wait=False))
-
-
-def strip_context(plan: Plan, strip: Strip | None) -> dict[str, Any]:
-    return {
-        "plan": plan,
-        "strip": strip,
-        "rows": [{"tile": tile, "link": ""} for tile in strip.tiles] if strip else [],
-        "on_board": True,
-    }
 
 
 def _number(value: Any, spec: str, *, scale: float = 1, suffix: str = "") -> str:

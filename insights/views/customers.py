@@ -37,6 +37,7 @@ from ..services.customer_panels import (
     remembered,
     side_by_side,
     stage_strip,
+    strip_context,
     test_query,
 )
 from ..services.customers import (
@@ -48,7 +49,6 @@ from ..services.customers import (
     stage_types,
 )
 from ..services.sources import SPARK_FRESH_SECONDS, plan_engine, read_again, spark_record
-from ..templatetags.customers import strip_context
 from .customer_filters import CustomersFilter, Settings
 from .customer_value import value_context
 
